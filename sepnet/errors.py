@@ -1,0 +1,51 @@
+"""User-facing errors: one clear line naming the thing and the fix, never a traceback.
+
+A :class:`SepnetError` is a user's mistake (bad path, unknown stem, corrupt file,
+incompatible checkpoint). Entry points wrap their main in :func:`exit_on_user_error`
+so such an error ends the process with one line on stderr and exit status 2; any
+other exception is a bug in sepnet and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+class SepnetError(Exception):
+    """A mistake in the user's input; the message names the file or key and the fix."""
+
+
+def user_error_in(exc: BaseException) -> SepnetError | None:
+    """The :class:`SepnetError` behind ``exc`` (directly or as a cause), if any.
+
+    Hydra's ``instantiate`` and some Lightning hooks wrap exceptions; the user's
+    mistake is then found along the ``__cause__``/``__context__`` chain.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SepnetError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def exit_on_user_error(main: F) -> F:
+    """Decorate an entry point so a :class:`SepnetError` prints one line and exits 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is the user's mistake
+            user_error = user_error_in(exc)
+            if user_error is None:
+                raise
+            print(f"sepnet: error: {user_error}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
