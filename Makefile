@@ -1,0 +1,34 @@
+# sepnet: `make train` trains the default model on the embedded data; `make test` runs the tests.
+# Both create .venv (torch pinned to the CPU wheel 2.13.0) and install sepnet into it first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: train test install system-deps clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# ffmpeg/ffprobe: museval imports musdb -> stempeg, which refuses to import without them.
+system-deps:
+	@if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	else echo "sepnet needs ffmpeg for museval: install it (e.g. sudo apt-get install ffmpeg)"; exit 1; fi
+
+train: $(INSTALLED)
+	$(BIN)/python -m sepnet.train $(ARGS)
+
+test: $(INSTALLED) system-deps
+	$(BIN)/python -m pytest -q $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

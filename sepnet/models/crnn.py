@@ -1,0 +1,156 @@
+"""The standard CRNN mask estimator from the research log.
+
+    input  (batch, channels, bins, frames)   normalised log-magnitude
+    Conv2D encoder: stride 2 along frequency only, so every frame survives
+    -> flatten (channels x bins) per frame -> Linear -> BiLSTM -> Linear
+    -> ConvTranspose2D decoder back to full frequency resolution
+    -> sigmoid masks (batch, stems, channels, bins, frames) in [0, 1]
+
+Time is never strided, so any frame count (odd ones too) passes through
+unchanged; the bin count must be divisible by ``2 ** len(encoder_channels)``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class EncoderBlock(nn.Module):
+    """Conv2d (3x3, stride 2 along frequency) -> BatchNorm -> ReLU: (B, Cin, F, T) -> (B, Cout, F/2, T)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=(2, 1), padding=1)
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class DecoderBlock(nn.Module):
+    """ConvTranspose2d doubling frequency: (B, Cin, F, T) -> (B, Cout, 2F, T); BatchNorm+ReLU unless last."""
+
+    def __init__(self, in_channels: int, out_channels: int, last: bool = False):
+        super().__init__()
+        # kernel 4 / stride 2 / padding 1 along frequency gives exactly 2F; 3/1/1 along time keeps T.
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=(4, 3), stride=(2, 1), padding=1)
+        self.post = nn.Identity() if last else nn.Sequential(nn.BatchNorm2d(out_channels), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(self.conv(x))
+
+
+class RecurrentBottleneck(nn.Module):
+    """Per-frame BiLSTM over the encoder's flattened features.
+
+    (B, C, F, T) -> Linear(C*F -> hidden) -> BiLSTM(hidden, layers) -> (B, T, 2*hidden) sequence,
+    then Linear(2*hidden -> C*F) back to (B, C, F, T).
+    """
+
+    def __init__(self, channels: int, bins: int, hidden_size: int, num_layers: int, dropout: float):
+        super().__init__()
+        features = channels * bins
+        self.project_in = nn.Sequential(nn.Linear(features, hidden_size), nn.LayerNorm(hidden_size), nn.ReLU())
+        self.lstm = nn.LSTM(
+            hidden_size,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.project_out = nn.Sequential(nn.Linear(2 * hidden_size, features), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, F, T) -> (features (B, C, F, T), lstm sequence (B, T, 2*hidden))."""
+        batch, channels, bins, frames = x.shape
+        seq = x.permute(0, 3, 1, 2).reshape(batch, frames, channels * bins)
+        seq, _ = self.lstm(self.project_in(seq))
+        out = self.project_out(seq).reshape(batch, frames, channels, bins).permute(0, 2, 3, 1)
+        return out, seq
+
+
+class CRNN(nn.Module):
+    """Conv2D encoder -> BiLSTM -> ConvTranspose2D decoder -> one sigmoid mask per target stem.
+
+    Args:
+        target_stems: stems the model estimates masks for, e.g. ``[vocals]`` or all four.
+        hidden_size: BiLSTM hidden units per direction (the log: 256 crnn_long, 512 large).
+        num_layers: BiLSTM layers (the log: 3 crnn_long, 4 large).
+        encoder_channels: channels of each encoder block; the decoder mirrors them.
+        n_bins: frequency bins of the input (must divide by 2 ** len(encoder_channels)).
+        audio_channels: waveform channels (2: stereo), used as the convolutions' input channels.
+        dropout: between LSTM layers.
+    """
+
+    skip_connections = False
+
+    def __init__(
+        self,
+        target_stems: Sequence[str],
+        hidden_size: int = 256,
+        num_layers: int = 3,
+        encoder_channels: Sequence[int] = (16, 32, 64),
+        n_bins: int = 512,
+        audio_channels: int = 2,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.target_stems = list(target_stems)
+        if not self.target_stems:
+            raise ValueError("target_stems is empty: name at least one stem")
+        scale = 2 ** len(encoder_channels)
+        if n_bins % scale:
+            raise ValueError(f"n_bins={n_bins} must be divisible by 2**{len(encoder_channels)}={scale}")
+        self.n_bins = n_bins
+        self.audio_channels = audio_channels
+        n_outputs = len(self.target_stems) * audio_channels
+
+        widths = [audio_channels, *encoder_channels]
+        self.encoder = nn.ModuleList(EncoderBlock(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.bottleneck = RecurrentBottleneck(encoder_channels[-1], n_bins // scale, hidden_size, num_layers, dropout)
+        skip = 2 if self.skip_connections else 1
+        # Mirror of the encoder: 64 -> 32 -> 16 -> stems*channels, each doubling frequency.
+        decoder_out = [*reversed(widths[1:-1]), n_outputs]
+        decoder_in = list(reversed(encoder_channels))
+        self.decoder = nn.ModuleList(
+            DecoderBlock(cin * skip, cout, last=i == len(decoder_out) - 1)
+            for i, (cin, cout) in enumerate(zip(decoder_in, decoder_out))
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B, C, F, T) -> (deepest features, every block's output for skips)."""
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+        return x, skips
+
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Deepest features (B, C', F', T) -> mask logits (B, stems*channels, F, T)."""
+        for block, skip in zip(self.decoder, reversed(skips)):
+            if self.skip_connections:
+                x = torch.cat([x, skip], dim=1)
+            x = block(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, F, T) -> (masks (B, stems, C, F, T), LSTM sequence (B, T, 2*hidden))."""
+        batch, channels, bins, frames = x.shape
+        if bins != self.n_bins or channels != self.audio_channels:
+            raise ValueError(
+                f"expected input (batch, {self.audio_channels}, {self.n_bins}, frames), got {tuple(x.shape)}"
+            )
+        deepest, skips = self.encode(x)
+        deepest, sequence = self.bottleneck(deepest)
+        logits = self.decode(deepest, skips)
+        masks = torch.sigmoid(logits).reshape(batch, len(self.target_stems), channels, bins, frames)
+        return masks, sequence
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""
+        return self.forward_features(x)[0]

@@ -1,0 +1,23 @@
+"""Run folders: where a run writes, checked before any time is spent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sepnet.errors import SepnetError
+
+
+def ensure_writable(folder: str | Path, key: str = "hydra.run.dir") -> Path:
+    """Create ``folder`` and prove it can be written; ``key`` is the setting the user changes to fix it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SepnetError(
+            f"output folder '{folder}' cannot be written ({exc.strerror}); "
+            f"choose another with {key}=<folder> or fix its permissions"
+        ) from None
+    return folder

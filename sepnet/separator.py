@@ -1,0 +1,70 @@
+"""Waveform-to-waveform separation: front end -> mask model -> post-processing -> iSTFT.
+
+The same :class:`Separator` runs in training, validation, ``evaluate`` and
+``separate``; inference knobs (mask_scale, threshold, clip) are attributes here,
+identity by default, so training never sees them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sepnet.spectral import SpectralFrontEnd
+
+
+class Separator(nn.Module):
+    """Separates mixtures into the model's target stems.
+
+    Args:
+        front_end: STFT settings and normalisation statistics.
+        model: maps (batch, channels, bins, frames) input to masks (batch, stems, channels, bins, frames).
+        mask_scale: masks are multiplied by this before use (1.0: unchanged).
+        threshold: mask values below this are set to 0 (0.0: unchanged).
+        mask_clip: clip scaled masks to [0, 1] (True by default, so a scale > 1
+            sharpens masks without amplifying the mixture).
+    """
+
+    def __init__(
+        self,
+        front_end: SpectralFrontEnd,
+        model: nn.Module,
+        mask_scale: float = 1.0,
+        threshold: float = 0.0,
+        mask_clip: bool = True,
+    ):
+        super().__init__()
+        self.front_end = front_end
+        self.model = model
+        self.mask_scale = mask_scale
+        self.threshold = threshold
+        self.mask_clip = mask_clip
+
+    @property
+    def target_stems(self) -> list[str]:
+        return list(self.model.target_stems)
+
+    def postprocess(self, masks: torch.Tensor) -> torch.Tensor:
+        """Apply mask_scale, clip and threshold to (batch, stems, channels, bins, frames) masks."""
+        if self.mask_scale != 1.0:
+            masks = masks * self.mask_scale
+            if self.mask_clip:
+                masks = masks.clamp(0.0, 1.0)
+        if self.threshold > 0.0:
+            masks = masks.masked_fill(masks < self.threshold, 0.0)
+        return masks
+
+    def apply_masks(self, masks: torch.Tensor, mixture_spec: torch.Tensor, length: int) -> torch.Tensor:
+        """Masks (B, S, C, F, frames) x mixture STFT (B, C, F, frames), mixture phase -> stems (B, S, C, length)."""
+        return self.front_end.istft(masks.float() * mixture_spec[:, None], length)
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) mixture -> (batch, stems, channels, samples) estimates."""
+        length = mixture.shape[-1]
+        # The centred STFT reflects n_fft/2 samples at each end; shorter inputs are zero-padded.
+        shortfall = self.front_end.n_fft // 2 + 1 - length
+        if shortfall > 0:
+            mixture = torch.nn.functional.pad(mixture, (0, shortfall))
+        model_input, mixture_spec = self.front_end(mixture)
+        masks = self.postprocess(self.model(model_input))
+        return self.apply_masks(masks, mixture_spec, mixture.shape[-1])[..., :length]

@@ -1,0 +1,67 @@
+"""Shared fixtures: real configs composed with Hydra, and a tiny embedded dataset on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from sepnet.config import CONFIG_DIR
+
+TINY_DATA = {"train": 4, "valid": 2, "test": 2}
+
+# The embedded dataset at test size.
+TINY_SOURCE = [
+    f"data.source.tracks_per_split={{train:{TINY_DATA['train']},valid:{TINY_DATA['valid']},test:{TINY_DATA['test']}}}",
+    "data.source.duration=4.0",
+]
+# A run small enough for a test: tiny model, tiny data, two short epochs.
+TINY_RUN = [
+    "data.chunk_seconds=1.0",
+    "data.val_chunk_seconds=2.0",
+    "data.examples_per_epoch=8",
+    "data.batch_size=4",
+    "data.stats_chunks=8",
+    "model.hidden_size=16",
+    "model.num_layers=1",
+    "model.encoder_channels=[4,8,8]",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` as the entry point would, with the run dir at ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory) -> Path:
+    """Root of a tiny embedded dataset, generated once per test session."""
+    return tmp_path_factory.mktemp("data") / "synthetic"
+
+
+@pytest.fixture
+def tiny_run(tiny_data_root, tmp_path):
+    """``tiny_run(*overrides) -> cfg``: the train config at test size, writing into tmp_path/run."""
+
+    def make(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+        return compose_config(
+            "train",
+            [f"data.source.root={tiny_data_root}", *TINY_SOURCE, *TINY_RUN, *overrides],
+            output_dir or tmp_path / "run",
+        )
+
+    return make
