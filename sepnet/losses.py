@@ -46,10 +46,41 @@ class SpectralTargets:
         ideal = targets / (magnitudes.sum(dim=1, keepdim=True) + IRM_EPS)
         return cls(ideal.clamp(0, 1), targets, mixture_spec.abs())
 
+    def weighted_mean(self, per_bin: torch.Tensor, weighting: str) -> torch.Tensor:
+        """Mean of a per-bin loss (batch, stems, channels, bins, frames) under a bin weighting.
+
+        ``none`` weighs every time-frequency bin alike; ``magnitude`` weighs each by
+        the mixture's magnitude (normalised to mean 1 per example), so the loud bins
+        that decide the SDR decide the loss too, and near-silent bins, whose ideal
+        mask is arbitrary, barely count.
+        """
+        if weighting == "none":
+            return per_bin.mean()
+        weights = self.mixture_magnitude.float()[:, None]
+        weights = weights / (weights.mean(dim=(-3, -2, -1), keepdim=True) + IRM_EPS)
+        return (per_bin * weights).mean()
+
+
+WEIGHTINGS = ("none", "magnitude")
+
 
 class MaskBCELoss(nn.Module):
-    """Binary cross-entropy between predicted masks and ideal ratio masks (the log's loss)."""
+    """Binary cross-entropy between predicted masks and ideal ratio masks (the log's loss).
+
+    Args:
+        weighting: ``magnitude`` (default) weighs each bin by the mixture's magnitude;
+            ``none`` is the plain mean over bins, as the research log trained.
+    """
+
+    def __init__(self, weighting: str = "magnitude"):
+        super().__init__()
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"loss.weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
+        self.weighting = weighting
 
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         # BCE is not autocast-safe; compute it in float32.
-        return F.binary_cross_entropy(masks.float().clamp(1e-6, 1 - 1e-6), targets.ideal_masks.float())
+        per_bin = F.binary_cross_entropy(
+            masks.float().clamp(1e-6, 1 - 1e-6), targets.ideal_masks.float(), reduction="none"
+        )
+        return targets.weighted_mean(per_bin, self.weighting)
