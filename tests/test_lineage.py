@@ -50,7 +50,7 @@ def test_train_finetune_from_run_merge_chain(tiny_run, tmp_path):
     parent_best = (parent_dir / "checkpoints" / "best.ckpt").resolve()
 
     child_dir = root / "child" / "2026-01-01_00-10-00"
-    child_cfg = tiny_run("run_name=child", f"paths.outputs_root={root}", "init.from_run=parent", "optim.lr=1e-4", output_dir=child_dir)
+    child_cfg = tiny_run("run_name=child", f"paths.outputs_root={root}", "init.from_run=parent", "optim.lr=1e-4", "trainer.max_epochs=1", output_dir=child_dir)
     _, child_summary = run_training(child_cfg)
     child = checkpoint.load(child_dir / "checkpoints" / "best.ckpt")
     parent = checkpoint.load(parent_best)
@@ -80,7 +80,7 @@ def test_train_finetune_from_run_merge_chain(tiny_run, tmp_path):
     # compare the two runs: one PNG, one table with each best val/sdr and its epoch
     png, markdown = compare([parent_dir, child_dir], out=tmp_path / "cmp.png")
     assert png.stat().st_size > 10_000
-    assert f"{child_summary['best_val_sdr']:.2f} | {child_summary['best_epoch']}" in markdown
+    assert f"{child_summary['best_val_sdr']:.2f} | {child_summary['best_epoch']} | 1 |" in markdown
     assert "parent/2026-01-01_00-00-00" in markdown and "child/2026-01-01_00-10-00" in markdown
     header = (child_dir / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "train/loss_epoch" in header  # the overfitting monitor's epoch-mean training loss
