@@ -145,7 +145,8 @@ def plot(runs: list[RunCurves], divergences: list[Divergence | None], out: Path)
         for ax, (attr, _) in zip(axes, panels):
             points = [(e, v) for e, v in zip(run.epochs, getattr(run, attr)) if not math.isnan(v)]
             if points:
-                ax.plot(*zip(*points), marker=".", color=colour, label=run.label if attr == "val_sdr" else None)
+                label = f"{run.label} [overfitting]" if divergence else run.label
+                ax.plot(*zip(*points), marker=".", color=colour, label=label if attr == "val_sdr" else None)
         best = run.best()
         if best is not None:
             axes[2].plot([best[1]], [best[0]], marker="*", markersize=12, color=colour)
