@@ -9,7 +9,9 @@ evaluate, separate, merge or fine-tune it: the research log's hand-typed
 
 from __future__ import annotations
 
+import os
 import pickle
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,3 +85,21 @@ def load(path: str | Path) -> LoadedCheckpoint:
     separator.load_state_dict(separator_state(raw["state_dict"]))
     separator.eval()
     return LoadedCheckpoint(Path(path), separator, config, info.get("lineage", {}), info.get("metrics", {}))
+
+
+def write_checkpoint(raw: dict, path: str | Path) -> Path:
+    """Save a checkpoint dict atomically (temporary file, then rename): a crash never leaves half a file."""
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SepnetError(f"cannot create folder '{path.parent}' ({exc.strerror}); choose another output path") from None
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        torch.save(raw, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SepnetError(f"cannot write checkpoint '{path}' ({exc.strerror}); choose another output path") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

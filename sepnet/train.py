@@ -21,13 +21,16 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.checkpoint import build_separator, read_checkpoint
 from sepnet.config import CONFIG_DIR, check_group_choices
+from sepnet.dashboards import ValidationMedia, finish_loggers
 from sepnet.errors import exit_on_user_error
+from sepnet.lineage import init_lineage
 from sepnet.metrics import chunk_sdr
+from sepnet.overfitting import OverfittingMonitor
 from sepnet.run_dir import ensure_writable
 from sepnet.separation_module import CHECKPOINT_KEY, SeparationModule
 
@@ -35,10 +38,12 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig) -> SeparationModule:
-    """The LightningModule for a composed run config (fresh weights)."""
+    """The LightningModule for a composed run config: fresh weights, or its parent's (``init``)."""
     sched = cfg.sched
+    separator = build_separator(cfg)
+    lineage = init_lineage(separator, cfg)
     return SeparationModule(
-        separator=build_separator(cfg),
+        separator=separator,
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optim),
         data_stems=list(cfg.data.stems),
@@ -46,6 +51,7 @@ def build_module(cfg: DictConfig) -> SeparationModule:
         scheduler_monitor=sched.monitor,
         scheduler_interval=sched.interval,
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        lineage=lineage,
     )
 
 
@@ -112,11 +118,22 @@ def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    trainer = instantiate(cfg.trainer, callbacks=[checkpoint], logger=build_loggers(cfg) or False, default_root_dir=output_dir)
-    trainer.fit(module, datamodule=datamodule)
-
-    baseline = uniform_mask_sdr(datamodule, module.target_stems)
-    return module, summarise(output_dir, checkpoint, baseline)
+    loggers = build_loggers(cfg)
+    callbacks = [checkpoint, OverfittingMonitor()]
+    if loggers:
+        callbacks += [LearningRateMonitor(logging_interval="epoch"), ValidationMedia()]
+        for logger in loggers:
+            logger.log_hyperparams(module.run_config)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=output_dir)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        baseline = uniform_mask_sdr(datamodule, module.target_stems)
+        summary = summarise(output_dir, checkpoint, baseline)
+    except BaseException:
+        finish_loggers(loggers, exit_code=1)
+        raise
+    finish_loggers(loggers)  # each job of a multirun ends its own wandb run
+    return module, summary
 
 
 @exit_on_user_error
