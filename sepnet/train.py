@@ -28,6 +28,7 @@ from sepnet.checkpoint import build_separator, read_checkpoint
 from sepnet.config import CONFIG_DIR, check_group_choices
 from sepnet.errors import exit_on_user_error
 from sepnet.metrics import chunk_sdr
+from sepnet.pretrained import load_pretrained
 from sepnet.run_dir import ensure_writable
 from sepnet.separation_module import CHECKPOINT_KEY, SeparationModule
 
@@ -35,10 +36,18 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig) -> SeparationModule:
-    """The LightningModule for a composed run config (fresh weights)."""
+    """The LightningModule for a composed run config: the ``module`` group's class (chosen by the model),
+    fresh weights or ``init.pretrained``'s, ``freeze.modules`` frozen."""
     sched = cfg.sched
-    return SeparationModule(
-        separator=build_separator(cfg),
+    separator = build_separator(cfg)
+    lineage = {"parents": []}
+    if cfg.init.pretrained:
+        strict = bool(cfg.init.strict)
+        report = load_pretrained(separator, cfg.init.pretrained, strict=strict)
+        lineage = {"parents": [str(report.path)], "pretrained": report.lineage_entry(strict)}
+    module_class = instantiate(cfg.module)
+    return module_class(
+        separator=separator,
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optim),
         data_stems=list(cfg.data.stems),
@@ -46,6 +55,8 @@ def build_module(cfg: DictConfig) -> SeparationModule:
         scheduler_monitor=sched.monitor,
         scheduler_interval=sched.interval,
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        lineage=lineage,
+        freeze=list(cfg.freeze.modules),
     )
 
 
