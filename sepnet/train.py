@@ -3,6 +3,8 @@
     python -m sepnet.train                                  # standard CRNN, embedded data
     python -m sepnet.train model=large optim.lr=1e-4
     python -m sepnet.train -m optim.lr=1e-3,1e-4            # a sweep, one run dir per job
+    python -m sepnet.train model=unet_crnn_mtl loss=focal optim=adamw sched=cosine
+    python -m sepnet.train model=large init.pretrained=parent.ckpt freeze=encoder_lstm optim.lr=1e-5
 
 Writes into the run dir (``outputs/<run_name>/<time>/``): the resolved config,
 ``checkpoints/best.ckpt`` (highest ``val/sdr``) and ``last.ckpt``, ``metrics.csv``
