@@ -8,6 +8,7 @@ that ``evaluate`` and ``separate`` use and logs the whole-chunk SDR per stem.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, Sequence
 
 import lightning as L
@@ -152,13 +153,22 @@ class SeparationModule(L.LightningModule):
         # A schedule over the whole run (e.g. warm-up + cosine) is told how long the run is.
         extra = {}
         if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
-            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            extra["total_steps"] = self.total_steps()
         scheduler = {
             "scheduler": self.scheduler_factory(optimizer, **extra),
             "monitor": self.scheduler_monitor,
             "interval": self.scheduler_interval,
         }
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def total_steps(self) -> int:
+        """Optimiser steps in the whole run: the Trainer's estimate, or outside a Trainer (benchmarks,
+        config checks) the run config's ``trainer.max_epochs`` x batches per epoch."""
+        if self._trainer is not None:
+            return int(self.trainer.estimated_stepping_batches)
+        data, trainer = self.run_config.get("data", {}), self.run_config.get("trainer", {})
+        batches = math.ceil(data.get("examples_per_epoch", 1) / data.get("batch_size", 1))
+        return max(1, int(trainer.get("max_epochs") or 1) * batches)
 
     # -- self-describing checkpoints --
     def on_save_checkpoint(self, checkpoint: dict) -> None:
