@@ -10,6 +10,8 @@ A batch is a dict:
     mixture (batch, channels, samples)        sum of the stems
     stems   (batch, all_stems, channels, samples), in ``data.stems`` order
     track   list of track names (for error messages)
+    beats   (batch, max_beats) int64 beat positions in samples from the chunk's start,
+            padded with -1; only with ``beats=True`` (see :mod:`sepnet.beats`)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sepnet import STEMS
 from sepnet.audio import read_audio
+from sepnet.beats import chunk_beat_positions, drum_onset_times, read_beat_file
 from sepnet.errors import SepnetError
 from sepnet.sources import StemFolderSource, TrackFiles
 
@@ -33,20 +36,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Track:
-    """A decoded track: ``audio`` (stems, channels, samples) float32 at the data module's rate."""
+    """A decoded track: ``audio`` (stems, channels, samples) float32 at the data module's rate.
+
+    ``beats``: beat times in seconds (beats,), when the data module was asked for them.
+    """
 
     name: str
     audio: np.ndarray
+    beats: np.ndarray | None = None
 
     @property
     def samples(self) -> int:
         return self.audio.shape[-1]
 
 
-def load_track(files: TrackFiles, stems: Sequence[str], sample_rate: int) -> Track:
+def load_track(files: TrackFiles, stems: Sequence[str], sample_rate: int, beats: bool = False) -> Track:
     """Decode every stem of ``files`` at ``sample_rate`` into one (stems, 2, samples) array.
 
-    Stems of unequal length are trimmed to the shortest.
+    Stems of unequal length are trimmed to the shortest. With ``beats``, the
+    track's beat times come from its beat file, or else from its drums' onsets.
     """
     missing = [stem for stem in stems if stem not in files.stems]
     if missing:
@@ -56,7 +64,29 @@ def load_track(files: TrackFiles, stems: Sequence[str], sample_rate: int) -> Tra
         )
     audio = [read_audio(files.stems[stem], sample_rate) for stem in stems]
     length = min(a.shape[-1] for a in audio)
-    return Track(files.name, np.stack([a[:, :length] for a in audio]))
+    track = Track(files.name, np.stack([a[:, :length] for a in audio]))
+    if beats:
+        track.beats = track_beat_times(files, track, stems, sample_rate)
+    return track
+
+
+def track_beat_times(files: TrackFiles, track: Track, stems: Sequence[str], sample_rate: int) -> np.ndarray:
+    """(beats,) seconds: the track's beat file when it has one, else the onsets of its drums stem."""
+    if files.beats is not None:
+        return read_beat_file(files.beats)
+    if "drums" not in stems:
+        raise SepnetError(
+            f"track '{files.name}' has no beats.txt and data.stems has no drums to derive beats from; "
+            f"add drums to data.stems or a beats.txt to the track"
+        )
+    return drum_onset_times(track.audio[list(stems).index("drums")], sample_rate)
+
+
+def with_beats(example: dict, track: Track, offset: int, samples: int, sample_rate: int) -> dict:
+    """Add the chunk's padded beat positions to ``example`` when the track carries beats."""
+    if track.beats is not None:
+        example["beats"] = chunk_beat_positions(track.beats, offset, samples, sample_rate)
+    return example
 
 
 class EpochSampler(Sampler):
@@ -87,8 +117,9 @@ def example_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
 class RandomChunks(Dataset):
     """Training examples: a random chunk of a random track, keyed by ``(epoch, index)``."""
 
-    def __init__(self, tracks: list[Track], chunk_samples: int, examples_per_epoch: int, seed: int):
+    def __init__(self, tracks: list[Track], chunk_samples: int, examples_per_epoch: int, seed: int, sample_rate: int = 22050):
         self.tracks = tracks
+        self.sample_rate = sample_rate
         self.chunk_samples = chunk_samples
         self.examples_per_epoch = examples_per_epoch
         self.seed = seed
@@ -102,14 +133,18 @@ class RandomChunks(Dataset):
         track = self.tracks[rng.integers(len(self.tracks))]
         offset = int(rng.integers(0, track.samples - self.chunk_samples + 1))
         stems = torch.from_numpy(track.audio[..., offset : offset + self.chunk_samples].copy())
-        return {"mixture": stems.sum(0), "stems": stems, "track": track.name}
+        example = {"mixture": stems.sum(0), "stems": stems, "track": track.name}
+        return with_beats(example, track, offset, self.chunk_samples, self.sample_rate)
 
 
 class FixedChunks(Dataset):
     """Validation/statistics examples: consecutive non-overlapping chunks of every track, never augmented."""
 
-    def __init__(self, tracks: list[Track], chunk_samples: int, max_chunks_per_track: int | None = None):
+    def __init__(
+        self, tracks: list[Track], chunk_samples: int, max_chunks_per_track: int | None = None, sample_rate: int = 22050
+    ):
         self.tracks = tracks
+        self.sample_rate = sample_rate
         self.chunk_samples = chunk_samples
         self.index = [
             (t, start)
@@ -124,7 +159,8 @@ class FixedChunks(Dataset):
         t, start = self.index[i]
         track = self.tracks[t]
         stems = torch.from_numpy(track.audio[..., start : start + self.chunk_samples].copy())
-        return {"mixture": stems.sum(0), "stems": stems, "track": track.name}
+        example = {"mixture": stems.sum(0), "stems": stems, "track": track.name}
+        return with_beats(example, track, start, self.chunk_samples, self.sample_rate)
 
 
 class SeparationDataModule(L.LightningDataModule):
@@ -142,6 +178,8 @@ class SeparationDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: seeds every example's generator together with (epoch, index).
         stats_chunks: training chunks used to fit the front end's normalisation.
+        beats: add each example's beat positions (``batch["beats"]``), for multi-task
+            models; ``module=multitask`` turns it on.
     """
 
     def __init__(
@@ -157,6 +195,7 @@ class SeparationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         stats_chunks: int = 64,
+        beats: bool = False,
     ):
         super().__init__()
         unknown = [s for s in stems if s not in STEMS]
@@ -173,6 +212,7 @@ class SeparationDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.stats_chunks = stats_chunks
+        self.beats = beats
         self.tracks: dict[str, list[Track]] = {}
 
     def prepare_data(self) -> None:
@@ -181,7 +221,7 @@ class SeparationDataModule(L.LightningDataModule):
     def load_split(self, split: str, min_samples: int) -> list[Track]:
         """Decode every track of ``split``, refusing at start-up a split with no usable track."""
         if split not in self.tracks:
-            tracks = [load_track(files, self.stems, self.sample_rate) for files in self.source.tracks(split, self.stems)]
+            tracks = [load_track(files, self.stems, self.sample_rate, self.beats) for files in self.source.tracks(split, self.stems)]
             short = [t.name for t in tracks if t.samples < min_samples]
             if short:
                 log.warning("skipping %d %s track(s) shorter than one chunk: %s", len(short), split, ", ".join(short))
@@ -212,14 +252,20 @@ class SeparationDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        dataset = RandomChunks(self.tracks["train"], self.chunk_samples, self.examples_per_epoch, self.seed)
+        dataset = RandomChunks(
+            self.tracks["train"], self.chunk_samples, self.examples_per_epoch, self.seed, self.sample_rate
+        )
         return self._loader(dataset, EpochSampler(len(dataset)))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(FixedChunks(self.tracks["valid"], self.val_chunk_samples, self.val_max_chunks_per_track))
+        return self._loader(FixedChunks(
+            self.tracks["valid"], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate
+        ))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(FixedChunks(self.tracks["test"], self.val_chunk_samples, self.val_max_chunks_per_track))
+        return self._loader(FixedChunks(
+            self.tracks["test"], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate
+        ))
 
     def statistics_waveforms(self) -> Iterator[torch.Tensor]:
         """Unaugmented training mixtures (batch, channels, samples) for fitting the front end's statistics."""

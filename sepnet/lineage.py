@@ -21,9 +21,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from sepnet.checkpoint import read_checkpoint, separator_state
 from sepnet.errors import SepnetError
-from sepnet.separation_module import CHECKPOINT_KEY
+from sepnet.pretrained import load_pretrained
 from sepnet.separator import Separator
 
 log = logging.getLogger(__name__)
@@ -86,56 +85,20 @@ def parent_checkpoint(init: DictConfig | None, outputs_root: str | Path) -> Path
     return Path(pretrained).expanduser() if pretrained else None
 
 
-def load_parent(separator: Separator, path: Path, strict: bool = True) -> dict:
-    """Copy a sepnet checkpoint's separator weights (model + front-end statistics) into ``separator``.
-
-    With ``strict=False`` only tensors whose name and shape match are copied
-    (e.g. all but the output layer when the target stems differ).
-
-    Returns:
-        The lineage entry for the new run: parents, what was loaded, the parent's own lineage.
-
-    Raises:
-        SepnetError: not a sepnet checkpoint, other front-end settings, or (strict) any tensor differs.
-    """
-    raw = read_checkpoint(path)
-    info = raw.get(CHECKPOINT_KEY) if isinstance(raw, dict) else None
-    if info is None or "state_dict" not in raw:
-        raise SepnetError(f"parent '{path}' is not a sepnet checkpoint (no '{CHECKPOINT_KEY}' entry); name a .ckpt written by sepnet")
-    parent_front = info["config"].get("frontend") or {}
-    for key, value in separator.front_end.settings.items():
-        if key in parent_front and parent_front[key] != value:
-            raise SepnetError(
-                f"parent '{path}' was trained with frontend.{key}={parent_front[key]} (this run: {value}); set it to match"
-            )
-    parent = separator_state(raw["state_dict"])
-    own = separator.state_dict()
-    matching = {k: v for k, v in parent.items() if k in own and own[k].shape == v.shape}
-    left_out = sorted(set(own) - set(matching))
-    unexpected = sorted(set(parent) - set(own))
-    if (left_out or unexpected) and strict:
-        name = (left_out or unexpected)[0]
-        raise SepnetError(
-            f"parent '{path}' does not fit this model ({len(left_out)} tensors missing or of another shape, "
-            f"{len(unexpected)} unexpected, e.g. {name}); use the parent's model settings or init.strict=false"
-        )
-    separator.load_state_dict(matching, strict=False)
-    log.info("init: loaded %d/%d tensors from '%s'%s", len(matching), len(own), path, f"; left out {left_out}" if left_out else "")
-    return {
-        "parents": [str(Path(path).resolve())],
-        "pretrained": {"path": str(Path(path).resolve()), "strict": strict, "left_out": left_out},
-        "parent_metrics": info.get("metrics", {}),
-        "parent_lineage": info.get("lineage", {}),
-    }
-
-
 def init_lineage(separator: Separator, cfg: DictConfig) -> dict:
     """Load the run's parent (``init.from_run`` / ``init.pretrained``) into ``separator``; returns the lineage."""
     init = cfg.get("init")
     path = parent_checkpoint(init, cfg.paths.get("outputs_root", "outputs"))
     if path is None:
         return {"parents": []}
-    lineage = load_parent(separator, path, strict=bool(init.get("strict", True)))
+    strict = bool(init.get("strict", True))
+    report = load_pretrained(separator, path, strict=strict)
+    lineage = {
+        "parents": [str(report.path)],
+        "pretrained": report.lineage_entry(strict),
+        "parent_metrics": report.parent_info.get("metrics", {}),
+        "parent_lineage": report.parent_info.get("lineage", {}),
+    }
     if init.get("from_run"):
         lineage["from_run"] = str(init.from_run)
     return lineage

@@ -84,3 +84,52 @@ class MaskBCELoss(nn.Module):
             masks.float().clamp(1e-6, 1 - 1e-6), targets.ideal_masks.float(), reduction="none"
         )
         return targets.weighted_mean(per_bin, self.weighting)
+
+
+class FocalMaskLoss(nn.Module):
+    """Focal loss on the soft ideal-ratio-mask targets: BCE that down-weights bins the model already gets right.
+
+    For a predicted mask ``p`` and target ``y`` in [0, 1]::
+
+        loss = -[ a · y · (1-p)^γ · log p  +  (1-a) · (1-y) · p^γ · log(1-p) ]
+
+    averaged over every element under the same bin weighting as :class:`MaskBCELoss`.
+    With ``gamma=0`` and ``alpha=None`` it is exactly :class:`MaskBCELoss`.
+
+    Args:
+        gamma: focusing exponent (0: plain BCE; 2: the usual focal setting).
+        alpha: weight of the "on" term in [0, 1] (the "off" term gets 1-alpha); None weights both 1.
+        weighting: ``magnitude`` or ``none``, as for :class:`MaskBCELoss`.
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: float | None = None, weighting: str = "magnitude"):
+        super().__init__()
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"loss.weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
+        self.weighting = weighting
+        if gamma < 0:
+            raise ValueError(f"loss.gamma must be >= 0, got {gamma}")
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"loss.alpha must be in [0, 1] or null, got {alpha}")
+        self.gamma = gamma
+        self.alpha = alpha
+
+    def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
+        p = masks.float().clamp(1e-6, 1 - 1e-6)
+        y = targets.ideal_masks.float()
+        on = y * torch.log(p)
+        off = (1 - y) * torch.log1p(-p)
+        if self.gamma:
+            on = on * (1 - p).pow(self.gamma)
+            off = off * p.pow(self.gamma)
+        if self.alpha is not None:
+            on, off = self.alpha * on, (1 - self.alpha) * off
+        return targets.weighted_mean(-(on + off), self.weighting)
+
+
+class MagnitudeL1Loss(nn.Module):
+    """Mean absolute error between masked mixture magnitudes ``mask · |X|`` and the target stems' ``|S|``."""
+
+    def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
+        estimate = masks.float() * targets.mixture_magnitude.float()[:, None]
+        return F.l1_loss(estimate, targets.target_magnitudes.float())

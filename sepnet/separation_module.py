@@ -7,6 +7,8 @@ that ``evaluate`` and ``separate`` use and logs the whole-chunk SDR per stem.
 
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Any, Callable, Sequence
 
 import lightning as L
@@ -34,6 +36,9 @@ class SeparationModule(L.LightningModule):
         data_stems: the stems of a batch's ``stems`` tensor, in order.
         run_config: the resolved run config, stored in every checkpoint.
         lineage: parents of this run (checkpoint paths, merge weights), stored too.
+        freeze: submodules of the model to freeze, by name (``encoder``, ``bottleneck.lstm``):
+            their parameters get no gradient, stay out of the optimiser, and the
+            submodules stay in eval mode (BatchNorm statistics and dropout frozen too).
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class SeparationModule(L.LightningModule):
         scheduler_interval: str = "epoch",
         run_config: dict | None = None,
         lineage: dict | None = None,
+        freeze: Sequence[str] = (),
     ):
         super().__init__()
         self.separator = separator
@@ -65,6 +71,27 @@ class SeparationModule(L.LightningModule):
         self.target_index = [self.data_stems.index(s) for s in separator.target_stems]
         self.run_config = run_config or {}
         self.lineage = lineage or {"parents": []}
+        self.frozen = [self._frozen_submodule(name) for name in freeze]
+        for submodule in self.frozen:
+            submodule.requires_grad_(False)
+            submodule.eval()
+
+    def _frozen_submodule(self, name: str) -> nn.Module:
+        try:
+            return self.separator.model.get_submodule(name)
+        except AttributeError:
+            names = sorted(n for n, _ in self.separator.model.named_children())
+            raise SepnetError(
+                f"freeze.modules names '{name}', which {type(self.separator.model).__name__} does not have; "
+                f"use submodules such as {', '.join(names)} (e.g. freeze=encoder)"
+            ) from None
+
+    def train(self, mode: bool = True) -> "SeparationModule":
+        """As ``nn.Module.train``, but frozen submodules always stay in eval mode."""
+        super().train(mode)
+        for submodule in self.frozen:
+            submodule.eval()
+        return self
 
     @property
     def target_stems(self) -> list[str]:
@@ -88,21 +115,34 @@ class SeparationModule(L.LightningModule):
         masks = self.separator.model(model_input)
         return masks, mixture_spec, self.spectral_targets(batch, mixture_spec)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        masks, _, targets = self.step_masks(batch)
-        loss = self.loss(masks, targets)
-        self.log("train/loss", loss, prog_bar=True, batch_size=masks.shape[0])
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def forward_batch(self, batch: dict) -> dict[str, Any]:
+        """The model's outputs for a batch: ``masks``, ``mixture_spec``, ``targets`` (subclasses add more)."""
         masks, mixture_spec, targets = self.step_masks(batch)
+        return {"masks": masks, "mixture_spec": mixture_spec, "targets": targets}
+
+    def loss_terms(self, outputs: dict[str, Any], batch: dict) -> dict[str, torch.Tensor]:
+        """Named scalar losses; ``"loss"`` is the one optimised (logged as ``train/loss``, ``val/loss``)."""
+        return {"loss": self.loss(outputs["masks"], outputs["targets"])}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        terms = self.loss_terms(self.forward_batch(batch), batch)
+        batch_size = batch["mixture"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=batch_size)
+        return terms["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
+        outputs = self.forward_batch(batch)
+        masks, mixture_spec = outputs["masks"], outputs["mixture_spec"]
         batch_size = masks.shape[0]
-        self.log("val/loss", self.loss(masks, targets), batch_size=batch_size, sync_dist=True)
+        for name, value in self.loss_terms(outputs, batch).items():
+            self.log(f"val/{name}", value, batch_size=batch_size, sync_dist=True)
         estimates = self.separator.apply_masks(masks, mixture_spec, batch["mixture"].shape[-1])
         sdr = chunk_sdr(batch["stems"][:, self.target_index], estimates)  # (batch, stems)
         self.log("val/sdr", sdr.mean(), prog_bar=True, batch_size=batch_size, sync_dist=True)
         for i, stem in enumerate(self.target_stems):
             self.log(f"val/sdr_{stem}", sdr[:, i].mean(), batch_size=batch_size, sync_dist=True)
+        return outputs
 
     # -- optimisation --
     def configure_optimizers(self):
@@ -110,12 +150,25 @@ class SeparationModule(L.LightningModule):
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
+        # A schedule over the whole run (e.g. warm-up + cosine) is told how long the run is.
+        extra = {}
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+            extra["total_steps"] = self.total_steps()
         scheduler = {
-            "scheduler": self.scheduler_factory(optimizer),
+            "scheduler": self.scheduler_factory(optimizer, **extra),
             "monitor": self.scheduler_monitor,
             "interval": self.scheduler_interval,
         }
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def total_steps(self) -> int:
+        """Optimiser steps in the whole run: the Trainer's estimate, or outside a Trainer (benchmarks,
+        config checks) the run config's ``trainer.max_epochs`` x batches per epoch."""
+        if self._trainer is not None:
+            return int(self.trainer.estimated_stepping_batches)
+        data, trainer = self.run_config.get("data", {}), self.run_config.get("trainer", {})
+        batches = math.ceil(data.get("examples_per_epoch", 1) / data.get("batch_size", 1))
+        return max(1, int(trainer.get("max_epochs") or 1) * batches)
 
     # -- self-describing checkpoints --
     def on_save_checkpoint(self, checkpoint: dict) -> None:

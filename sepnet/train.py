@@ -3,6 +3,8 @@
     python -m sepnet.train                                  # standard CRNN, embedded data
     python -m sepnet.train model=large optim.lr=1e-4
     python -m sepnet.train -m optim.lr=1e-3,1e-4            # a sweep, one run dir per job
+    python -m sepnet.train model=unet_crnn_mtl loss=focal optim=adamw sched=cosine
+    python -m sepnet.train model=large init.pretrained=parent.ckpt freeze=encoder_lstm optim.lr=1e-5
 
 Writes into the run dir (``outputs/<run_name>/<time>/``): the resolved config,
 ``checkpoints/best.ckpt`` (highest ``val/sdr``) and ``last.ckpt``, ``metrics.csv``
@@ -38,11 +40,13 @@ log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig) -> SeparationModule:
-    """The LightningModule for a composed run config: fresh weights, or its parent's (``init``)."""
+    """The LightningModule for a composed run config: the ``module`` group's class (chosen by the model),
+    fresh weights or its parent's (``init.from_run`` / ``init.pretrained``), ``freeze.modules`` frozen."""
     sched = cfg.sched
     separator = build_separator(cfg)
     lineage = init_lineage(separator, cfg)
-    return SeparationModule(
+    module_class = instantiate(cfg.module)
+    return module_class(
         separator=separator,
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optim),
@@ -52,6 +56,7 @@ def build_module(cfg: DictConfig) -> SeparationModule:
         scheduler_interval=sched.interval,
         run_config=OmegaConf.to_container(cfg, resolve=True),
         lineage=lineage,
+        freeze=list(cfg.freeze.modules),
     )
 
 

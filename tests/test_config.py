@@ -11,7 +11,7 @@ from conftest import TINY_RUN, compose_config
 from sepnet.config import group_options
 from sepnet.train import build_loggers, build_module
 
-GROUPS = ["data", "model", "loss", "optim", "sched", "trainer", "logger"]
+GROUPS = ["data", "module", "model", "loss", "optim", "sched", "freeze", "trainer", "logger"]
 CASES = [(group, option) for group in GROUPS for option in group_options(group)]
 
 
@@ -19,6 +19,8 @@ CASES = [(group, option) for group in GROUPS for option in group_options(group)]
 def test_group_option_composes_and_instantiates(tiny_run, tmp_path, group, option):
     if group == "data" and option != "synthetic":
         cfg = compose_config("train", [f"data={option}", f"data.source.root={tmp_path}", *TINY_RUN], tmp_path / "run")
+    elif group == "module" and option == "multitask":  # the multi-task module needs a model with a rhythm head
+        cfg = tiny_run("model=unet_crnn_mtl", f"{group}={option}")
     else:
         cfg = tiny_run(f"{group}={option}")
     module = build_module(cfg)  # model, front end, loss, optimiser, scheduler
@@ -38,7 +40,7 @@ def test_unknown_group_option_is_one_line():
     result = run_train("model=foo")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert lines == ["sepnet: error: model=foo is not a config option; model can be: crnn, large"]
+    assert lines == ["sepnet: error: model=foo is not a config option; model can be: crnn, large, unet_crnn, unet_crnn_mtl"]
 
 
 def test_missing_data_path_is_one_line(tmp_path):

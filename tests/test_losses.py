@@ -1,8 +1,71 @@
+"""Mask losses on the soft ideal-ratio-mask targets, and the warm-up cosine schedule."""
+
 import pytest
 import torch
 from torch.nn import functional as F
 
-from sepnet.losses import MaskBCELoss, SpectralTargets
+from sepnet.losses import FocalMaskLoss, MagnitudeL1Loss, MaskBCELoss, SpectralTargets
+from sepnet.schedules import WarmupCosineLR
+
+
+def random_targets(seed: int = 0) -> tuple[torch.Tensor, SpectralTargets]:
+    g = torch.Generator().manual_seed(seed)
+    stems = torch.randn(2, 4, 2, 16, 5, dtype=torch.complex64, generator=g)
+    targets = SpectralTargets.from_spectrograms(stems, [0, 3], stems.sum(1))
+    masks = torch.rand(2, 2, 2, 16, 5, generator=g)
+    return masks, targets
+
+
+def test_focal_with_gamma_0_and_no_alpha_is_bce():
+    masks, targets = random_targets()
+    bce = MaskBCELoss()(masks, targets)
+    torch.testing.assert_close(FocalMaskLoss(gamma=0.0, alpha=None)(masks, targets), bce)
+    # alpha weights the two terms; 0.5 halves both.
+    torch.testing.assert_close(FocalMaskLoss(gamma=0.0, alpha=0.5)(masks, targets), bce / 2)
+    # Focusing only ever shrinks each element's loss.
+    assert FocalMaskLoss(gamma=2.0)(masks, targets) < bce
+
+
+def test_focal_down_weights_what_is_already_right():
+    _, targets = random_targets()
+    good = targets.ideal_masks.clamp(0.05, 0.95)
+    bad = 1 - good
+    focal, bce = FocalMaskLoss(gamma=2.0), MaskBCELoss()
+    # The focal/BCE ratio is smaller for good masks than for bad ones.
+    assert focal(good, targets) / bce(good, targets) < focal(bad, targets) / bce(bad, targets)
+
+
+def test_focal_gradient_flows_and_bad_settings_are_refused():
+    masks, targets = random_targets()
+    masks.requires_grad_(True)
+    FocalMaskLoss(gamma=2.0, alpha=0.25)(masks, targets).backward()
+    assert torch.isfinite(masks.grad).all() and masks.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="alpha"):
+        FocalMaskLoss(alpha=1.5)
+    with pytest.raises(ValueError, match="gamma"):
+        FocalMaskLoss(gamma=-1.0)
+
+
+def test_l1_is_zero_for_a_perfect_magnitude_and_grows_with_error():
+    masks, targets = random_targets()
+    l1 = MagnitudeL1Loss()
+    perfect = targets.target_magnitudes / targets.mixture_magnitude[:, None]
+    assert l1(perfect, targets) < 1e-5
+    torch.testing.assert_close(l1(torch.zeros_like(masks), targets), targets.target_magnitudes.mean())
+
+
+def test_warmup_cosine_warms_up_then_decays_to_the_floor():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = WarmupCosineLR(optimizer, total_steps=100, warmup_fraction=0.1, min_lr_ratio=0.01)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] < lrs[5] < lrs[9] < 1.0
+    assert lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
 
 
 def make_targets(batch=2, stems=4, bins=16, frames=9):

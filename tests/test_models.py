@@ -1,19 +1,61 @@
 import pytest
 import torch
 
-from sepnet.models import CRNN
+from sepnet.models import CRNN, MultiTaskUNetCRNN, UNetCRNN
+
+SMALL = dict(hidden_size=8, num_layers=2, encoder_channels=(4, 8, 8), n_bins=64)
 
 
-@pytest.mark.parametrize("frames", [1, 7, 64])
+@pytest.mark.parametrize("model_class", [CRNN, UNetCRNN, MultiTaskUNetCRNN])
+@pytest.mark.parametrize("frames", [1, 7, 63])
 @pytest.mark.parametrize("target_stems", [["vocals"], ["bass", "drums", "other", "vocals"]])
-def test_crnn_masks_shape_and_range(frames, target_stems):
-    model = CRNN(target_stems, hidden_size=8, num_layers=2, encoder_channels=(4, 8, 8), n_bins=64)
+def test_masks_shape_range_and_gradients(model_class, frames, target_stems):
+    model = model_class(target_stems, **SMALL)
     x = torch.randn(3, 2, 64, frames, requires_grad=True)
     masks = model(x)
     assert masks.shape == (3, len(target_stems), 2, 64, frames)
     assert 0 <= masks.min() and masks.max() <= 1
-    masks.mean().backward()
+    loss = masks.mean()
+    if model_class is MultiTaskUNetCRNN:
+        masks, beats = model.forward_multitask(x)
+        assert beats.shape == (3, frames)
+        loss = masks.mean() + beats.mean()
+    loss.backward()
     assert x.grad is not None and all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_unet_crnn_any_batch_size_and_skips_change_the_decoder(batch):
+    unet = UNetCRNN(["vocals"], **SMALL)
+    assert unet(torch.randn(batch, 2, 64, 9)).shape == (batch, 1, 2, 64, 9)
+    crnn = CRNN(["vocals"], **SMALL)
+    # Skip connections double every decoder block's input channels; the encoder and LSTM are the same.
+    for a, b in zip(crnn.decoder, unet.decoder):
+        assert b.conv.in_channels == 2 * a.conv.in_channels
+    shapes = lambda m, prefix: {k: v.shape for k, v in m.state_dict().items() if k.startswith(prefix)}  # noqa: E731
+    assert shapes(crnn, "encoder") == shapes(unet, "encoder")
+    assert shapes(crnn, "bottleneck") == shapes(unet, "bottleneck")
+
+
+def test_unet_skips_carry_encoder_detail_to_the_masks():
+    """Zeroing the bottleneck's output leaves the U-Net's masks input-dependent (through the skips), not the CRNN's."""
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(1, 2, 64, 5), torch.randn(1, 2, 64, 5)
+    for model_class, depends in ((CRNN, False), (UNetCRNN, True)):
+        model = model_class(["vocals"], **SMALL).eval()
+        model.bottleneck.project_out[0].weight.data.zero_()
+        model.bottleneck.project_out[0].bias.data.zero_()
+        with torch.no_grad():
+            assert (not torch.allclose(model(x1), model(x2))) == depends
+
+
+def test_rhythm_head_is_a_funnel_with_the_logs_layers():
+    model = MultiTaskUNetCRNN(["vocals"], **SMALL, head_size=4)
+    layers = list(model.rhythm_head.layers)
+    kinds = [type(layer).__name__ for layer in layers]
+    assert kinds == ["Linear", "LayerNorm", "ReLU", "Dropout", "Linear"]
+    assert layers[0].in_features == 2 * SMALL["hidden_size"] > layers[0].out_features == 4 > layers[-1].out_features == 1
+    assert layers[3].p == 0.4
 
 
 def test_crnn_rejects_wrong_input_shape():

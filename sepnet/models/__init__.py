@@ -1,5 +1,6 @@
 """Mask-estimation networks: (batch, channels, bins, frames) -> masks (batch, stems, channels, bins, frames)."""
 
 from sepnet.models.crnn import CRNN
+from sepnet.models.unet_crnn import MultiTaskUNetCRNN, UNetCRNN
 
-__all__ = ["CRNN"]
+__all__ = ["CRNN", "UNetCRNN", "MultiTaskUNetCRNN"]
