@@ -189,7 +189,8 @@ def format_table(reports: list[TrackReport], stems: list[str]) -> list[str]:
         duration = "-" if math.isnan(r.duration) else f"{r.duration:.2f}"
         line = f"{r.split:<6}{r.name:<{name_width + 2}}{duration:>7}{rates:>13}{channels:>5}  "
         line += "".join(f" {_stem_cell(r.stems.get(stem))}" for stem in stems)
-        line += f"{r.clipped:>7}{_fmt_db(r.residual_db, 10)}  {r.status}"
+        clipped = "-" if r.error else str(r.clipped)
+        line += f"{clipped:>7}{_fmt_db(r.residual_db, 10)}  {r.status}"
         lines.append(line)
     return lines
 
@@ -322,7 +323,7 @@ def run_check(cfg: DictConfig) -> int:
         for files in track_files:
             reports.append(check_track(split, files, datamodule.stems, cache, limits))
 
-    print(f"data: {cfg.data.get('source', {}).get('_target_', cfg.data._target_)} | stems {', '.join(datamodule.stems)}"
+    print(f"data: {datamodule.source.describe('train')} | stems {', '.join(datamodule.stems)}"
           f" | targets {', '.join(datamodule.target_stems)} | cache {cache.folder} "
           f"({cache.decoded} decoded, {cache.reused} reused)")
     for line in format_table(reports, datamodule.stems):
