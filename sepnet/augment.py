@@ -1,8 +1,10 @@
 """Training-time augmentation: small transforms of one example's stems, built from ``conf/augment/``.
 
 Every transform takes the stems of one training example ``(stems, channels,
-samples)`` and the example's own generator (seeded by ``(seed, epoch, index)``,
-see :mod:`sepnet.data`), and returns new stems. The data module rebuilds the
+samples)`` float32 and the example's own generator (seeded by ``(seed, epoch,
+index)``, see :mod:`sepnet.data`), and returns the augmented stems. The array is
+the example's own fresh copy, so transforms work in place (no copies of 3 s of
+audio per step). The data module rebuilds the
 mixture as the sum of the augmented stems, so mixture and targets always agree.
 Validation and test data are never augmented.
 
@@ -46,7 +48,8 @@ class RandomGain:
 
     def __call__(self, stems: np.ndarray, rng: np.random.Generator, targets: np.ndarray) -> np.ndarray:
         gains = rng.uniform(self.low, self.high, size=stems.shape[0]).astype(np.float32)
-        return stems * gains[:, None, None]
+        stems *= gains[:, None, None]
+        return stems
 
 
 class ChannelSwap:
@@ -57,9 +60,8 @@ class ChannelSwap:
 
     def __call__(self, stems: np.ndarray, rng: np.random.Generator, targets: np.ndarray) -> np.ndarray:
         swap = rng.random(stems.shape[0]) < self.prob
-        if swap.any():
-            stems = stems.copy()
-            stems[swap] = stems[swap][:, ::-1]
+        for i in np.flatnonzero(swap):
+            stems[i] = stems[i, ::-1].copy()
         return stems
 
 
@@ -70,8 +72,10 @@ class SignFlip:
         self.prob = _probability(prob, "augment.sign_flip.prob")
 
     def __call__(self, stems: np.ndarray, rng: np.random.Generator, targets: np.ndarray) -> np.ndarray:
-        signs = np.where(rng.random(stems.shape[0]) < self.prob, -1.0, 1.0).astype(np.float32)
-        return stems * signs[:, None, None]
+        flip = rng.random(stems.shape[0]) < self.prob
+        for i in np.flatnonzero(flip):
+            np.negative(stems[i], out=stems[i])
+        return stems
 
 
 class SilenceStems:
@@ -107,7 +111,6 @@ class SilenceStems:
             silent = targets
         else:
             return stems
-        stems = stems.copy()
         stems[silent] = 0.0
         return stems
 
@@ -151,13 +154,15 @@ class Augment:
         """Augment one example.
 
         Args:
-            stems: ``(stems, channels, samples)`` float32.
+            stems: ``(stems, channels, samples)`` float32, owned by the caller's
+                example (modified in place).
             rng: the example's generator.
             targets: ``(stems,)`` bool, True for the stems in ``data.target_stems``.
 
         Returns:
             ``(stems, channels, samples)`` float32, C-contiguous.
         """
+        stems = np.require(stems, dtype=np.float32, requirements=["C", "W"])
         for transform in self.transforms:
             stems = transform(stems, rng, targets)
-        return np.ascontiguousarray(stems, dtype=np.float32)
+        return stems
