@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from sepnet import STEMS
 from sepnet.audio_cache import AudioCache, resolve_cache_dir
@@ -211,6 +211,19 @@ class FixedChunks(Dataset):
         return {"mixture": torch.from_numpy(stems.sum(0)), "stems": torch.from_numpy(stems), "track": track.name}
 
 
+def collate(examples: list[dict]) -> dict:
+    """Batch examples: tensors are stacked with numpy (one plain copy; torch's threaded stack can be far
+    slower on a busy CPU), anything else goes through torch's ``default_collate`` (names become a list)."""
+    batch = {}
+    for key in examples[0]:
+        values = [example[key] for example in examples]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
+        else:
+            batch[key] = default_collate(values)
+    return batch
+
+
 class SeparationDataModule(L.LightningDataModule):
     """Train/valid/test data for every sepnet model.
 
@@ -373,6 +386,7 @@ class SeparationDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
+            collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
