@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,23 @@ def dataset(tmp_path) -> Path:
 
 
 def test_folder_source_reads_any_format_and_resamples(dataset):
+    # Track b in every format at once: 32-bit int WAV, MP3 (where libsndfile has it), OGG, FLAC.
+    b = dataset / "train" / "b"
+    formats = {"bass": (".wav", "PCM_32"), "drums": (".mp3", None), "other": (".ogg", None), "vocals": (".flac", None)}
+    if "MP3" not in sf.available_formats():
+        formats["drums"] = (".wav", "PCM_16")
+    for stem, (suffix, subtype) in formats.items():
+        audio, rate = sf.read(b / f"{stem}.flac")
+        (b / f"{stem}.flac").unlink()
+        sf.write(b / f"{stem}{suffix}", audio, rate, subtype=subtype)
     datamodule = folder_data(dataset)
     train = datamodule.tracks["train"]
     assert [t.name for t in train] == ["a", "b"]
     assert all(len(t.stems) == 4 and t.stems[0].shape == (2, round(2.5 * 22050)) for t in train)
-    original = sf.read(dataset / "train" / "a" / "vocals.wav", dtype="float32")[0]
-    # Resampled, not replaced: the level survives.
-    assert np.std(train[0].stems[3]) == pytest.approx(np.std(original), rel=0.05)
+    for stem, decoded in zip(["bass", "drums", "other", "vocals"], train[1].stems):
+        original = sf.read(next(b.glob(f"{stem}.*")), dtype="float32")[0]
+        # Decoded and resampled, not replaced: the level survives (lossy codecs included).
+        assert np.std(decoded) == pytest.approx(np.std(original), rel=0.1), stem
 
 
 def _break(path: Path, how: str) -> None:
@@ -184,3 +195,30 @@ def test_musdb_stem_mp4_without_ffmpeg_says_how_to_install_it(tmp_path, monkeypa
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(SepnetError, match=r"need ffmpeg and ffprobe on PATH.*apt-get install ffmpeg.*is_wav=true"):
         sources.MusdbSource(str(tmp_path), is_wav=False).prepare()
+
+
+@pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")), reason="needs ffmpeg")
+def test_musdb_stem_mp4_streams_are_decoded_once_through_the_cache(tmp_path):
+    import stempeg
+
+    rate, seconds = 44100, 2.2
+    rng = np.random.default_rng(0)
+    levels = np.array([0.05, 0.1, 0.2, 0.3])[:, None, None]  # a level per stream, to check the mapping
+    sources_ = (levels * rng.standard_normal((4, round(rate * seconds), 2))).astype(np.float32)
+    # MUSDB18's stream order: mixture, drums, bass, other, vocals.
+    streams = np.concatenate([sources_.sum(0, keepdims=True), sources_])
+    for subset, name in (("train", "Song A"), ("test", "Song B")):
+        (tmp_path / subset).mkdir()
+        stempeg.write_stems(str(tmp_path / subset / f"{name}.stem.mp4"), streams, sample_rate=rate,
+                            writer=stempeg.StreamsWriter(codec="aac", bitrate=128000))
+    cfg = compose_config("train", ["data=musdb", f"data.source.root={tmp_path}", "data.source.is_wav=false",
+                                   *TINY_RUN, "data.val_chunk_seconds=1.0"], tmp_path / "run")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    train = datamodule.load_split("train", 22050)
+    assert datamodule.cache.decoded == 4 and [t.name for t in train] == ["Song A"]
+    assert abs(train[0].samples - round(seconds * 22050)) < 0.05 * 22050
+    # data.stems order (bass, drums, other, vocals) from MUSDB streams (2, 1, 3, 4): each keeps its own
+    # level (white noise loses the same share above 11 kHz in every stream).
+    ratios = [np.std(decoded) / levels[stream - 1, 0, 0] for decoded, stream in zip(train[0].stems, (2, 1, 3, 4))]
+    assert max(ratios) / min(ratios) < 1.1
