@@ -3,10 +3,9 @@
 Tracks are decoded once at the model's sample rate into the decoded-audio cache
 (:mod:`sepnet.audio_cache`) and memory-mapped from there; training draws random,
 augmented chunks (:mod:`sepnet.augment`), validation reads fixed, unaugmented
-chunks. Every random choice of a
-training example comes from a generator seeded by ``(seed, epoch, index)``: the
-same run gives the same batches whatever the number of DataLoader workers, and
-workers never share a stream.
+chunks. Every random choice of a training example comes from a generator seeded
+by ``(seed, epoch, index)``: the same run gives the same batches whatever the
+number of DataLoader workers, and workers never share a stream.
 
 A batch is a dict:
     mixture (batch, channels, samples)        sum of the stems
