@@ -201,11 +201,13 @@ def summary_lines(reports: list[TrackReport], notes: list[str], rate: int) -> li
         splits[r.split] = splits.get(r.split, 0) + 1
     errors = [r for r in reports if r.error]
     warned = [r for r in reports if not r.error and r.warnings]
-    hours = sum(r.duration for r in reports if not r.error) / 3600
+    minutes = sum(r.duration for r in reports if not r.error) / 60
     lines = [
-        f"{len(reports)} tracks ({', '.join(f'{s} {n}' for s, n in splits.items())}), {hours * 60:.1f} min of audio "
-        f"at {rate} Hz: {len(reports) - len(errors) - len(warned)} ok, {len(warned)} with warnings, "
-        f"{len(errors)} with errors"
+        (
+            f"{len(reports)} tracks ({', '.join(f'{s} {n}' for s, n in splits.items())}), {minutes:.1f} min of audio "
+            f"at {rate} Hz: {len(reports) - len(errors) - len(warned)} ok, {len(warned)} with warnings, "
+            f"{len(errors)} with errors"
+        )
     ]
     lines += [f"note: {note}" for note in notes]
     lines += [f"ERROR {r.split}/{r.name}: {r.error}" for r in errors]

@@ -21,8 +21,8 @@ usable track stops at start-up, never at the first batch.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import lightning as L
 import numpy as np
@@ -299,7 +299,7 @@ class SeparationDataModule(L.LightningDataModule):
     @classmethod
     def from_folders(
         cls, train_dir: str, val_dir: str, test_dir: str | None = None, **kwargs
-    ) -> "SeparationDataModule":
+    ) -> SeparationDataModule:
         """``data=folder``: a :class:`~sepnet.sources.FolderSource` of ``train_dir``/``val_dir``/``test_dir``;
         the other arguments are the constructor's."""
         return cls(FolderSource(train_dir, val_dir, test_dir), **kwargs)

@@ -23,9 +23,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import ClassVar, Protocol
 
 import yaml
 
@@ -221,7 +222,7 @@ class FolderSource:
     val_dir: str
     test_dir: str | None = None
 
-    KEYS = {"train": "data.train_dir", "valid": "data.val_dir", "test": "data.test_dir"}
+    KEYS: ClassVar[dict[str, str]] = {"train": "data.train_dir", "valid": "data.val_dir", "test": "data.test_dir"}
 
     def _dirs(self) -> dict[str, Path]:
         dirs = {"train": self.train_dir, "valid": self.val_dir, "test": self.test_dir}
@@ -295,7 +296,7 @@ class MusdbSource:
     root: str
     is_wav: bool = True
 
-    SUBSETS = {"train": "train", "valid": "train", "test": "test"}
+    SUBSETS: ClassVar[dict[str, str]] = {"train": "train", "valid": "train", "test": "test"}
 
     @property
     def root_path(self) -> Path:

@@ -74,7 +74,7 @@ def write_track(
     stems: tuple[str, ...] = ("bass", "drums", "other", "vocals"),
     seed: int = 0,
     suffix: str = ".wav",
-) -> dict[str, "np.ndarray"]:
+) -> dict:
     """Write a track folder of noise stems (stereo, ``suffix`` format) and their mixture; returns the stems."""
     import numpy as np
     import soundfile as sf
