@@ -29,7 +29,7 @@ import torch
 
 from sepnet.errors import SepnetError
 
-__all__ = ["AudioInfo", "audio_info", "read_audio", "resample", "write_audio"]
+__all__ = ["AudioInfo", "audio_info", "read_audio", "read_stream", "resample", "write_audio"]
 
 # Read in blocks so a corrupt header claiming terabytes of frames cannot make
 # soundfile allocate them up front (it sizes its buffer from the header).
@@ -146,6 +146,45 @@ def read_audio(
         audio = np.repeat(audio, 2, axis=0)
     if sample_rate is not None:
         audio = resample(audio, file_rate, sample_rate)
+    return audio
+
+
+def read_stream(path: str | os.PathLike, stream: int, sample_rate: int | None = None) -> np.ndarray:
+    """Read stream ``stream`` of a multi-stream file (MUSDB18's ``.stem.mp4``) as ``(2, samples)`` float32.
+
+    Decoded by ffmpeg through ``stempeg`` (soundfile cannot read MP4); the same
+    checks as :func:`read_audio` apply (mono -> fake stereo, > 2 channels,
+    NaN/Inf and empty streams raise :class:`SepnetError` naming the file).
+    """
+    path = Path(path)
+    if not os.path.exists(path):
+        raise SepnetError(f"{_q(path)} does not exist; check the path")
+    try:
+        import stempeg
+
+        data, file_rate = stempeg.read_stems(str(path), stem_id=stream, ffmpeg_format="f32le", dtype=np.float32)
+    except Exception as exc:  # noqa: BLE001 - ffmpeg/stempeg raise many kinds; all mean "cannot decode"
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SepnetError(
+            f"cannot decode stream {stream} of {_q(path)} with ffmpeg ({reason}); check the file "
+            "(ffprobe shows its streams) or remove the track"
+        ) from exc
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.shape[0] == 0:
+        raise _empty_error(path)
+    if data.shape[1] > 2:
+        raise SepnetError(
+            f"stream {stream} of {_q(path)} has {data.shape[1]} channels; sepnet reads mono or stereo: downmix it first"
+        )
+    if not np.isfinite(data).all():
+        raise SepnetError(f"stream {stream} of {_q(path)} contains NaN/Inf samples; re-export it or remove the track")
+    audio = np.ascontiguousarray(data.T)
+    if audio.shape[0] == 1:
+        audio = np.repeat(audio, 2, axis=0)
+    if sample_rate is not None:
+        audio = resample(audio, int(file_rate), sample_rate)
     return audio
 
 

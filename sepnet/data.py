@@ -1,72 +1,114 @@
 """The one LightningDataModule every model trains on.
 
-Tracks are decoded once at the model's sample rate and kept as arrays; training
-draws random chunks, validation reads fixed chunks. Every random choice of a
-training example comes from a generator seeded by ``(seed, epoch, index)``: the
-same run gives the same batches whatever the number of DataLoader workers, and
-workers never share a stream.
+Tracks are decoded once at the model's sample rate into the decoded-audio cache
+(:mod:`sepnet.audio_cache`) and memory-mapped from there; training draws random,
+augmented chunks (:mod:`sepnet.augment`), validation reads fixed, unaugmented
+chunks. Every random choice of a training example comes from a generator seeded
+by ``(seed, epoch, index)``: the same run gives the same batches whatever the
+number of DataLoader workers, and workers never share a stream.
 
 A batch is a dict:
     mixture (batch, channels, samples)        sum of the stems
     stems   (batch, all_stems, channels, samples), in ``data.stems`` order
-    track   list of track names (for error messages)
+    track   list of track names (for error messages; ``remix:a+b+c+d`` for a remixed example)
     beats   (batch, max_beats) int64 beat positions in samples from the chunk's start,
             padded with -1; only with ``beats=True`` (see :mod:`sepnet.beats`)
+
+Loading is loud: a missing stem file, an undecodable, empty, NaN-holding or
+more-than-stereo file stops the run at start-up naming the file, or, with
+``data.on_error=skip``, leaves that track out with a warning. A split with no
+usable track stops at start-up, never at the first batch.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from sepnet import STEMS
-from sepnet.audio import read_audio
+from sepnet.audio_cache import AudioCache, resolve_cache_dir
+from sepnet.augment import Augment
 from sepnet.beats import chunk_beat_positions, drum_onset_times, read_beat_file
 from sepnet.errors import SepnetError
-from sepnet.sources import StemFolderSource, TrackFiles
+from sepnet.sources import FolderSource, Source, TrackFiles
 
 log = logging.getLogger(__name__)
+
+LENGTH_TOLERANCE_SECONDS = 0.1
+"""Stems whose lengths differ by more than this are trimmed with a warning (less: silently)."""
+
+ON_ERROR = ("raise", "skip")
 
 
 @dataclass
 class Track:
-    """A decoded track: ``audio`` (stems, channels, samples) float32 at the data module's rate.
+    """A decoded track at the data module's rate.
 
-    ``beats``: beat times in seconds (beats,), when the data module was asked for them.
+    Attributes:
+        name: the track's name.
+        stems: one read-only ``(channels, samples)`` float32 array per stem (in
+            ``data.stems`` order), all the same length; memory-mapped from the
+            decoded-audio cache, so a track costs no RAM until it is sliced.
+        beats: beat times in seconds, for models with a rhythm head; None when
+            the dataset has none (filled by the loader that needs it).
     """
 
     name: str
-    audio: np.ndarray
+    stems: list[np.ndarray]
     beats: np.ndarray | None = None
 
     @property
     def samples(self) -> int:
-        return self.audio.shape[-1]
+        return self.stems[0].shape[-1]
+
+    def chunk(self, start: int, length: int) -> np.ndarray:
+        """``(stems, channels, length)`` float32 copy of ``[start, start + length)``."""
+        return np.stack([stem[:, start : start + length] for stem in self.stems])
+
+    @property
+    def audio(self) -> np.ndarray:
+        """The whole track as one ``(stems, channels, samples)`` array (read into memory)."""
+        return self.chunk(0, self.samples)
 
 
-def load_track(files: TrackFiles, stems: Sequence[str], sample_rate: int, beats: bool = False) -> Track:
-    """Decode every stem of ``files`` at ``sample_rate`` into one (stems, 2, samples) array.
+def load_track(
+    files: TrackFiles,
+    stems: Sequence[str],
+    cache: AudioCache,
+    warn: Callable[[str], None] = log.warning,
+    beats: bool = False,
+) -> Track:
+    """Decode (or reuse from ``cache``) every stem of ``files`` at the cache's rate.
 
-    Stems of unequal length are trimmed to the shortest. With ``beats``, the
+    Stems of unequal length are trimmed to the shortest; ``warn`` is told when
+    they differ by more than :data:`LENGTH_TOLERANCE_SECONDS`. With ``beats``, the
     track's beat times come from its beat file, or else from its drums' onsets.
+
+    Raises:
+        SepnetError: a stem file is missing or cannot be decoded (the message names it).
     """
     missing = [stem for stem in stems if stem not in files.stems]
     if missing:
+        where = f"folder '{files.folder}'" if files.folder is not None else f"track '{files.name}'"
         raise SepnetError(
-            f"track '{files.name}' has no file for stem(s) {', '.join(missing)}; "
-            f"add <stem>.wav to its folder or remove the track"
+            f"{where} has no file for stem(s) {', '.join(missing)} (looked for <stem>.wav/.flac/.ogg/.mp3/.aiff); "
+            "add it or remove the track"
         )
-    audio = [read_audio(files.stems[stem], sample_rate) for stem in stems]
-    length = min(a.shape[-1] for a in audio)
-    track = Track(files.name, np.stack([a[:, :length] for a in audio]))
+    audio = [cache.load(files.stems[stem], files.streams.get(stem)) for stem in stems]
+    lengths = [a.shape[-1] for a in audio]
+    length = min(lengths)
+    if max(lengths) - length > LENGTH_TOLERANCE_SECONDS * cache.sample_rate:
+        detail = ", ".join(f"{stem} {n / cache.sample_rate:.2f} s" for stem, n in zip(stems, lengths))
+        warn(f"track '{files.name}': stems differ in length ({detail}); trimmed to the shortest")
+    track = Track(files.name, [a[:, :length] for a in audio])
     if beats:
-        track.beats = track_beat_times(files, track, stems, sample_rate)
+        track.beats = track_beat_times(files, track, stems, cache.sample_rate)
     return track
 
 
@@ -79,7 +121,7 @@ def track_beat_times(files: TrackFiles, track: Track, stems: Sequence[str], samp
             f"track '{files.name}' has no beats.txt and data.stems has no drums to derive beats from; "
             f"add drums to data.stems or a beats.txt to the track"
         )
-    return drum_onset_times(track.audio[list(stems).index("drums")], sample_rate)
+    return drum_onset_times(np.asarray(track.stems[list(stems).index("drums")]), sample_rate)
 
 
 def with_beats(example: dict, track: Track, offset: int, samples: int, sample_rate: int) -> dict:
@@ -115,26 +157,70 @@ def example_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 class RandomChunks(Dataset):
-    """Training examples: a random chunk of a random track, keyed by ``(epoch, index)``."""
+    """Training examples keyed by ``(epoch, index)``: a random chunk of a random track, augmented.
 
-    def __init__(self, tracks: list[Track], chunk_samples: int, examples_per_epoch: int, seed: int, sample_rate: int = 22050):
+    Without remixing, all stems come from one track at one offset. With
+    ``augment.remix_prob``, each stem comes from its own track and offset. The
+    augmentation then runs with the same generator, and the mixture is the sum
+    of the augmented stems.
+
+    Args:
+        tracks: the training tracks.
+        chunk_samples: length of an example.
+        examples_per_epoch: examples per epoch.
+        seed: with (epoch, index), seeds each example's generator.
+        augment: the augmentation, or None.
+        targets: ``(stems,)`` bool, True for ``data.target_stems`` (for silencing).
+        sample_rate: the tracks' rate (for beat positions).
+        beat_stem: the stem whose track and offset give a remixed example's beats (the drums).
+    """
+
+    def __init__(
+        self,
+        tracks: list[Track],
+        chunk_samples: int,
+        examples_per_epoch: int,
+        seed: int,
+        augment: Augment | None = None,
+        targets: np.ndarray | None = None,
+        sample_rate: int = 22050,
+        beat_stem: int = 0,
+    ):
         self.tracks = tracks
         self.sample_rate = sample_rate
+        self.beat_stem = beat_stem
         self.chunk_samples = chunk_samples
         self.examples_per_epoch = examples_per_epoch
         self.seed = seed
+        self.augment = augment
+        n_stems = len(tracks[0].stems) if tracks else 0
+        self.targets = np.ones(n_stems, dtype=bool) if targets is None else np.asarray(targets, dtype=bool)
 
     def __len__(self) -> int:
         return self.examples_per_epoch
 
+    def _pick(self, rng: np.random.Generator) -> tuple[Track, int]:
+        track = self.tracks[rng.integers(len(self.tracks))]
+        return track, int(rng.integers(0, track.samples - self.chunk_samples + 1))
+
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key
         rng = example_generator(self.seed, epoch, index)
-        track = self.tracks[rng.integers(len(self.tracks))]
-        offset = int(rng.integers(0, track.samples - self.chunk_samples + 1))
-        stems = torch.from_numpy(track.audio[..., offset : offset + self.chunk_samples].copy())
-        example = {"mixture": stems.sum(0), "stems": stems, "track": track.name}
-        return with_beats(example, track, offset, self.chunk_samples, self.sample_rate)
+        length = self.chunk_samples
+        if self.augment is not None and self.augment.remix(rng):
+            picks = [self._pick(rng) for _ in self.targets]
+            stems = np.stack([track.stems[s][:, offset : offset + length] for s, (track, offset) in enumerate(picks)])
+            name = "remix:" + "+".join(track.name for track, _ in picks)
+            track, offset = picks[self.beat_stem]  # the rhythm follows the drums
+        else:
+            track, offset = self._pick(rng)
+            stems, name = track.chunk(offset, length), track.name
+        if self.augment is not None:
+            stems = self.augment(stems, rng, self.targets)
+        # The mixture is summed in numpy: torch's intra-op threads only add overhead per example.
+        mixture = stems.sum(0)
+        example = {"mixture": torch.from_numpy(mixture), "stems": torch.from_numpy(stems), "track": name}
+        return with_beats(example, track, offset, length, self.sample_rate)
 
 
 class FixedChunks(Dataset):
@@ -144,8 +230,8 @@ class FixedChunks(Dataset):
         self, tracks: list[Track], chunk_samples: int, max_chunks_per_track: int | None = None, sample_rate: int = 22050
     ):
         self.tracks = tracks
-        self.sample_rate = sample_rate
         self.chunk_samples = chunk_samples
+        self.sample_rate = sample_rate
         self.index = [
             (t, start)
             for t, track in enumerate(tracks)
@@ -158,9 +244,22 @@ class FixedChunks(Dataset):
     def __getitem__(self, i: int) -> dict:
         t, start = self.index[i]
         track = self.tracks[t]
-        stems = torch.from_numpy(track.audio[..., start : start + self.chunk_samples].copy())
-        example = {"mixture": stems.sum(0), "stems": stems, "track": track.name}
+        stems = track.chunk(start, self.chunk_samples)
+        example = {"mixture": torch.from_numpy(stems.sum(0)), "stems": torch.from_numpy(stems), "track": track.name}
         return with_beats(example, track, start, self.chunk_samples, self.sample_rate)
+
+
+def collate(examples: list[dict]) -> dict:
+    """Batch examples: tensors are stacked with numpy (one plain copy; torch's threaded stack can be far
+    slower on a busy CPU), anything else goes through torch's ``default_collate`` (names become a list)."""
+    batch = {}
+    for key in examples[0]:
+        values = [example[key] for example in examples]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.from_numpy(np.stack([v.numpy() for v in values]))
+        else:
+            batch[key] = default_collate(values)
+    return batch
 
 
 class SeparationDataModule(L.LightningDataModule):
@@ -168,8 +267,11 @@ class SeparationDataModule(L.LightningDataModule):
 
     Args:
         source: where the tracks are (:mod:`sepnet.sources`).
-        stems: stems read from every track, in tensor order.
-        sample_rate: the model's rate; audio at other rates is resampled on load.
+        stems: stems read from every track, in tensor order; checked against the
+            stems the dataset holds.
+        target_stems: the stems the model learns (a subset of ``stems``; None: all).
+            Silencing augmentation treats the others as accompaniment.
+        sample_rate: the model's rate; audio at other rates is resampled once, into the cache.
         chunk_seconds: length of a training example.
         val_chunk_seconds: length of a validation chunk.
         val_max_chunks_per_track: cap on validation chunks per track (None: all).
@@ -178,14 +280,20 @@ class SeparationDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: seeds every example's generator together with (epoch, index).
         stats_chunks: training chunks used to fit the front end's normalisation.
+        augment: training augmentation (:class:`~sepnet.augment.Augment`), or None.
+        on_error: ``raise``: a broken track stops the run, naming the file;
+            ``skip``: it is left out and listed in a warning at start-up.
+        cache_dir: decoded-audio cache folder; None: ``<data root>/.sepnet-cache``,
+            or ``~/.cache/sepnet/audio`` when the data root is read-only.
         beats: add each example's beat positions (``batch["beats"]``), for multi-task
             models; ``module=multitask`` turns it on.
     """
 
     def __init__(
         self,
-        source: StemFolderSource,
+        source: Source,
         stems: Sequence[str] = STEMS,
+        target_stems: Sequence[str] | None = None,
         sample_rate: int = 22050,
         chunk_seconds: float = 3.0,
         val_chunk_seconds: float = 5.0,
@@ -195,14 +303,25 @@ class SeparationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         stats_chunks: int = 64,
+        augment: Augment | None = None,
+        on_error: str = "raise",
+        cache_dir: str | None = None,
         beats: bool = False,
     ):
         super().__init__()
-        unknown = [s for s in stems if s not in STEMS]
-        if unknown:
-            raise SepnetError(f"unknown stem(s) {', '.join(unknown)} in data.stems; valid stems: {', '.join(STEMS)}")
-        self.source = source
         self.stems = list(stems)
+        self.target_stems = list(self.stems if target_stems is None else target_stems)
+        if not self.stems or len(set(self.stems)) != len(self.stems):
+            raise SepnetError(f"data.stems {self.stems} must name each stem once; e.g. [bass, drums, other, vocals]")
+        unknown = [s for s in self.target_stems if s not in self.stems]
+        if unknown or not self.target_stems:
+            raise SepnetError(
+                f"data.target_stems has {', '.join(unknown) or 'no stem'}; "
+                f"valid target stems (data.stems): {', '.join(self.stems)}"
+            )
+        if on_error not in ON_ERROR:
+            raise SepnetError(f"data.on_error={on_error} is not an option; use one of: {', '.join(ON_ERROR)}")
+        self.source = source
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)
         self.val_chunk_samples = round(val_chunk_seconds * sample_rate)
@@ -212,27 +331,89 @@ class SeparationDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.stats_chunks = stats_chunks
+        self.augment = augment
+        self.on_error = on_error
+        self.cache_dir = cache_dir
         self.beats = beats
+        self.cache: AudioCache | None = None
         self.tracks: dict[str, list[Track]] = {}
+        self._stems_checked = False
+
+    @classmethod
+    def from_folders(
+        cls, train_dir: str, val_dir: str, test_dir: str | None = None, **kwargs
+    ) -> SeparationDataModule:
+        """``data=folder``: a :class:`~sepnet.sources.FolderSource` of ``train_dir``/``val_dir``/``test_dir``;
+        the other arguments are the constructor's."""
+        return cls(FolderSource(train_dir, val_dir, test_dir), **kwargs)
+
+    @property
+    def target_mask(self) -> np.ndarray:
+        """``(stems,)`` bool: which of ``stems`` are targets."""
+        return np.array([s in self.target_stems for s in self.stems])
 
     def prepare_data(self) -> None:
         self.source.prepare()
 
+    def check_stems(self) -> None:
+        """Fail at start-up when ``data.stems`` names a stem the dataset does not hold, listing those it does."""
+        if self._stems_checked:
+            return
+        available = self.source.stem_names()
+        unknown = [s for s in self.stems if s not in available]
+        if unknown:
+            where = self.source.describe("train")
+            if not available:
+                raise SepnetError(f"found no stem files in {where}; each track folder needs <stem>.wav files")
+            raise SepnetError(
+                f"data.stems has {', '.join(unknown)}, which {where} does not hold; "
+                f"valid stems: {', '.join(available)}"
+            )
+        if self.augment is not None and self.augment.silence is not None and self.target_mask.all():
+            log.warning(
+                "augment.silence does nothing: data.target_stems is every stem; set e.g. data.target_stems=[vocals]"
+            )
+        self._stems_checked = True
+
+    def audio_cache(self) -> AudioCache:
+        """The decoded-audio cache (created on first use)."""
+        if self.cache is None:
+            folder = resolve_cache_dir(self.cache_dir, self.source.default_cache_dir())
+            self.cache = AudioCache(folder, self.sample_rate)
+        return self.cache
+
     def load_split(self, split: str, min_samples: int) -> list[Track]:
-        """Decode every track of ``split``, refusing at start-up a split with no usable track."""
-        if split not in self.tracks:
-            tracks = [load_track(files, self.stems, self.sample_rate, self.beats) for files in self.source.tracks(split, self.stems)]
-            short = [t.name for t in tracks if t.samples < min_samples]
-            if short:
-                log.warning("skipping %d %s track(s) shorter than one chunk: %s", len(short), split, ", ".join(short))
-            tracks = [t for t in tracks if t.samples >= min_samples]
-            if not tracks:
-                raise SepnetError(
-                    f"the {split} split of '{self.source.root}' has no usable track "
-                    f"(each needs all of {', '.join(self.stems)} and at least {min_samples / self.sample_rate:.1f} s)"
-                )
-            self.tracks[split] = tracks
-        return self.tracks[split]
+        """Decode (once, into the cache) every track of ``split``; refuse at start-up a split with no usable track."""
+        if split in self.tracks:
+            return self.tracks[split]
+        self.check_stems()
+        cache = self.audio_cache()
+        decoded_before = cache.decoded
+        tracks, skipped = [], []
+        for files in self.source.tracks(split, self.stems):
+            try:
+                tracks.append(load_track(files, self.stems, cache, beats=self.beats))
+            except SepnetError as exc:
+                if self.on_error == "raise":
+                    raise SepnetError(f"{exc} (or set data.on_error=skip to leave broken tracks out)") from exc
+                skipped.append(f"{files.name} ({exc})")
+        if cache.decoded > decoded_before:
+            log.info("decoded %d %s file(s) into the cache '%s'", cache.decoded - decoded_before, split, cache.folder)
+        if skipped:
+            log.warning("skipped %d %s track(s) with errors (data.on_error=skip): %s", len(skipped), split, "; ".join(skipped))
+        short = [t.name for t in tracks if t.samples < min_samples]
+        if short:
+            log.warning("skipping %d %s track(s) shorter than one chunk: %s", len(short), split, ", ".join(short))
+        tracks = [t for t in tracks if t.samples >= min_samples]
+        if not tracks:
+            reasons = f"; {len(skipped)} skipped for errors, first: {skipped[0]}" if skipped else ""
+            raise SepnetError(
+                f"the {split} split of {self.source.describe(split)} has no usable track "
+                f"(each needs all of {', '.join(self.stems)} and at least {min_samples / self.sample_rate:.1f} s)"
+                f"{reasons}"
+            )
+        self.tracks[split] = tracks
+        return tracks
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
@@ -247,25 +428,33 @@ class SeparationDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
+            collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        dataset = RandomChunks(
-            self.tracks["train"], self.chunk_samples, self.examples_per_epoch, self.seed, self.sample_rate
+    def train_dataset(self) -> RandomChunks:
+        """The augmented training examples, keyed by ``(epoch, index)``."""
+        return RandomChunks(
+            self.tracks["train"],
+            self.chunk_samples,
+            self.examples_per_epoch,
+            self.seed,
+            self.augment,
+            self.target_mask,
+            self.sample_rate,
+            beat_stem=self.stems.index("drums") if "drums" in self.stems else 0,
         )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.train_dataset()
         return self._loader(dataset, EpochSampler(len(dataset)))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(FixedChunks(
-            self.tracks["valid"], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate
-        ))
+        return self._loader(FixedChunks(self.tracks["valid"], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(FixedChunks(
-            self.tracks["test"], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate
-        ))
+        return self._loader(FixedChunks(self.tracks["test"], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate))
 
     def statistics_waveforms(self) -> Iterator[torch.Tensor]:
         """Unaugmented training mixtures (batch, channels, samples) for fitting the front end's statistics."""

@@ -65,3 +65,24 @@ def tiny_run(tiny_data_root, tmp_path):
         )
 
     return make
+
+
+def write_track(
+    folder: Path,
+    seconds: float = 2.5,
+    rate: int = 16000,
+    stems: tuple[str, ...] = ("bass", "drums", "other", "vocals"),
+    seed: int = 0,
+    suffix: str = ".wav",
+) -> dict:
+    """Write a track folder of noise stems (stereo, ``suffix`` format) and their mixture; returns the stems."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    audio = {stem: (0.1 * rng.standard_normal((2, round(seconds * rate)))).astype(np.float32) for stem in stems}
+    for stem, x in audio.items():
+        sf.write(folder / f"{stem}{suffix}", x.T, rate)
+    sf.write(folder / "mixture.wav", sum(audio.values()).T, rate, subtype="FLOAT")
+    return audio

@@ -11,14 +11,17 @@ from conftest import TINY_RUN, compose_config
 from sepnet.config import group_options
 from sepnet.train import build_loggers, build_module
 
-GROUPS = ["data", "module", "model", "loss", "optim", "sched", "freeze", "trainer", "logger"]
+GROUPS = ["data", "augment", "module", "model", "loss", "optim", "sched", "freeze", "trainer", "logger"]
+# Where each real-data option is pointed (instantiation does not touch the disk).
+DATA_PATHS = {"folder": ["data.train_dir={0}/train", "data.val_dir={0}/val"]}
 CASES = [(group, option) for group in GROUPS for option in group_options(group)]
 
 
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_group_option_composes_and_instantiates(tiny_run, tmp_path, group, option):
     if group == "data" and option != "synthetic":
-        cfg = compose_config("train", [f"data={option}", f"data.source.root={tmp_path}", *TINY_RUN], tmp_path / "run")
+        paths = [p.format(tmp_path) for p in DATA_PATHS.get(option, ["data.source.root={0}"])]
+        cfg = compose_config("train", [f"data={option}", *paths, *TINY_RUN], tmp_path / "run")
     elif group == "module" and option == "multitask":  # the multi-task module needs a model with a rhythm head
         cfg = tiny_run("model=unet_crnn_mtl", f"{group}={option}")
     else:

@@ -1,4 +1,4 @@
-"""The data module: deterministic examples from (seed, epoch, index), fixed validation chunks."""
+"""The data module: deterministic (augmented) examples from (seed, epoch, index), fixed validation chunks."""
 
 import torch
 from hydra.utils import instantiate
@@ -10,8 +10,11 @@ def epoch_batches(datamodule, epoch: int) -> list[dict]:
     return list(loader)
 
 
+AUGMENTED = ("augment=remix_silence", "data.target_stems=[vocals]")
+
+
 def test_same_config_same_batches_whatever_the_workers(tiny_run):
-    cfg = tiny_run()
+    cfg = tiny_run(*AUGMENTED)
     reference = instantiate(cfg.data)
     reference.prepare_data()
     reference.setup("fit")
@@ -22,10 +25,13 @@ def test_same_config_same_batches_whatever_the_workers(tiny_run):
         assert len(a) == len(b) == 2
         for x, y in zip(a, b):
             assert torch.equal(x["stems"], y["stems"]) and x["track"] == y["track"]
+            assert torch.equal(x["mixture"], y["mixture"])
+    remixed = [name for batch in a for name in batch["track"] if name.startswith("remix:")]
+    assert remixed  # the augmentation really ran in the workers too
 
 
 def test_epochs_differ_and_mixture_is_sum_of_stems(tiny_run):
-    datamodule = instantiate(tiny_run().data)
+    datamodule = instantiate(tiny_run(*AUGMENTED).data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     first, second = epoch_batches(datamodule, 0)[0], epoch_batches(datamodule, 1)[0]
@@ -34,11 +40,13 @@ def test_epochs_differ_and_mixture_is_sum_of_stems(tiny_run):
     torch.testing.assert_close(first["mixture"], first["stems"].sum(1))
 
 
-def test_validation_chunks_are_fixed(tiny_run):
-    datamodule = instantiate(tiny_run().data)
+def test_validation_chunks_are_fixed_and_never_augmented(tiny_run):
+    datamodule = instantiate(tiny_run(*AUGMENTED).data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    a, b = list(datamodule.val_dataloader()), list(datamodule.val_dataloader())
+    plain = instantiate(tiny_run().data)
+    plain.setup("fit")
+    a, b = list(datamodule.val_dataloader()), list(plain.val_dataloader())
     # 2 valid tracks x 4 s, cut into 2 s chunks.
     assert sum(len(batch["track"]) for batch in a) == 4
     assert all(torch.equal(x["stems"], y["stems"]) for x, y in zip(a, b))
