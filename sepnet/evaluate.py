@@ -300,6 +300,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
         "sample_rate": rate,
         "checkpoint": str(loaded.path),
         "checkpoint_metrics": loaded.metrics,
+        "checkpoint_config": OmegaConf.to_container(loaded.config, resolve=True),
         "lineage": loaded.lineage,
         "knobs": knobs,
         "per_stem": per_stem,

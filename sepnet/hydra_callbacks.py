@@ -80,7 +80,9 @@ class SweepTable(Callback):
     def __init__(
         self,
         files: Sequence[str] = ("results.json", "summary.json"),
-        exclude: Sequence[str] = ("config", "lineage", "checkpoint_metrics", "per_stem", "knobs", "sample_rate"),
+        exclude: Sequence[str] = (
+            "config", "checkpoint_config", "lineage", "checkpoint_metrics", "per_stem", "knobs", "sample_rate",
+        ),
     ):
         self.files = list(files)
         self.exclude = list(exclude)
