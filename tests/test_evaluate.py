@@ -239,3 +239,22 @@ def test_report_renders_in_headless_chromium_with_every_audio_sourced(evaluated,
         audio, rate = sf.read(BytesIO(base64.b64decode(payload)))
         assert rate == SR and len(audio) > SR  # a decodable excerpt of the 4 s track
     assert len(parsed.images) == 2 and all(src.startswith("data:image/jpeg;base64,") for src in parsed.images)
+
+
+def test_sweep_table_reads_train_summaries_too(tmp_path, capsys):
+    """The same callback tabulates a train sweep from each job's summary.json."""
+    from omegaconf import OmegaConf
+
+    from sepnet.hydra_callbacks import SweepTable
+
+    for job, (lr, sdr) in enumerate([("1e-3", 1.5), ("1e-4", 2.25)]):
+        (tmp_path / str(job) / ".hydra").mkdir(parents=True)
+        (tmp_path / str(job) / ".hydra" / "overrides.yaml").write_text(f"- optim.lr={lr}\n- trainer.max_epochs=2\n")
+        summary = {"best_val_sdr": sdr, "best_epoch": 1, "val_sdr_per_stem": {"vocals": sdr + 1}, "best_checkpoint": "x.ckpt"}
+        (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
+    SweepTable().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    rows = list(csv.DictReader((tmp_path / "sweep.csv").open()))
+    assert [(r["job"], r["optim.lr"], float(r["best_val_sdr"]), float(r["val_sdr_per_stem.vocals"])) for r in rows] == [
+        ("0", "1e-3", 1.5, 2.5), ("1", "1e-4", 2.25, 3.25)]
+    assert "trainer.max_epochs" not in rows[0]  # only what the sweep varied
+    assert "| optim.lr |" in capsys.readouterr().out
