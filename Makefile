@@ -18,11 +18,15 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 # ffmpeg/ffprobe: museval imports musdb -> stempeg, which refuses to import without them.
+# chromium: the listening report's test renders report.html headless.
 system-deps:
-	@if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then :; \
+	@missing=""; \
+	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
-	else echo "sepnet needs ffmpeg for museval: install it (e.g. sudo apt-get install ffmpeg)"; exit 1; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "sepnet needs$$missing: install it (e.g. sudo apt-get install$$missing)"; exit 1; fi
 
 train: $(INSTALLED)
 	$(BIN)/python -m sepnet.train $(ARGS)

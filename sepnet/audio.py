@@ -29,7 +29,16 @@ import torch
 
 from sepnet.errors import SepnetError
 
-__all__ = ["AudioInfo", "audio_info", "read_audio", "read_stream", "resample", "write_audio"]
+__all__ = [
+    "AudioInfo",
+    "AudioWriter",
+    "audio_info",
+    "iter_audio_blocks",
+    "read_audio",
+    "read_stream",
+    "resample",
+    "write_audio",
+]
 
 # Read in blocks so a corrupt header claiming terabytes of frames cannot make
 # soundfile allocate them up front (it sizes its buffer from the header).
@@ -186,6 +195,121 @@ def read_stream(path: str | os.PathLike, stream: int, sample_rate: int | None = 
     if sample_rate is not None:
         audio = resample(audio, int(file_rate), sample_rate)
     return audio
+def iter_audio_blocks(path: str | os.PathLike, block_frames: int = _READ_BLOCK_FRAMES):
+    """Read ``path`` block by block, at its own rate and channel count, for streaming.
+
+    Yields ``(channels, n)`` float32 blocks (``n <= block_frames``); memory stays one
+    block whatever the file's length. The same checks as :func:`read_audio`
+    (missing, corrupt, empty, more than two channels, NaN/Inf) raise
+    :class:`SepnetError`; call :func:`audio_info` first for the rate and channels.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        if f.channels > 2:
+            raise SepnetError(
+                f"{_q(path)} has {f.channels} channels; sepnet reads mono or stereo: downmix it to stereo first"
+            )
+        got = 0
+        while True:
+            try:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+            except (sf.SoundFileError, OSError) as exc:
+                raise _unreadable_error(path, exc) from exc
+            if len(block) == 0:
+                break
+            if not np.isfinite(block).all():
+                raise SepnetError(
+                    f"{_q(path)} contains NaN/Inf samples; re-export it (e.g. as 24-bit PCM) or remove the track"
+                )
+            got += len(block)
+            yield np.ascontiguousarray(block.T)
+            if len(block) < block_frames:
+                break
+    if got == 0:
+        raise _empty_error(path)
+
+
+class AudioWriter:
+    """Write ``(channels, n)`` blocks to ``path`` as they come, atomically.
+
+    ``with AudioWriter(path, rate, channels) as w: w.write(block)``: the data goes to a
+    hidden temporary file beside ``path`` that is fsynced and renamed over it when
+    the block exits cleanly, and deleted if it raises; formats and subtypes as
+    :func:`write_audio`.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, subtype: str | None = None):
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.fmt, self.subtype = _format_for(self.path, subtype)
+        self.frames = 0
+        self._tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        self._fd: int | None = None
+        self._file: sf.SoundFile | None = None
+
+    def __enter__(self) -> "AudioWriter":
+        _make_parent_dir(self.path)
+        if self.path.is_dir():
+            raise SepnetError(f"cannot write audio to {_q(self.path)}: it is a directory; choose a file name")
+        try:
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            self._file = sf.SoundFile(
+                self._fd, "w", samplerate=self.sample_rate, channels=self.channels,
+                subtype=self.subtype, format=self.fmt, closefd=False,
+            )
+        except (OSError, sf.SoundFileError) as exc:
+            self._cleanup()
+            raise self._error(exc) from exc
+        return self
+
+    def write(self, block: np.ndarray | torch.Tensor) -> None:
+        """Append ``(channels, n)`` samples."""
+        if isinstance(block, torch.Tensor):
+            block = block.detach().to("cpu", torch.float32).numpy()
+        block = np.asarray(block)
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise ValueError(f"AudioWriter for {self.channels} channels got a block of shape {block.shape}")
+        try:
+            self._file.write(block.T)
+        except (OSError, sf.SoundFileError) as exc:
+            raise self._error(exc) from exc
+        self.frames += block.shape[1]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._cleanup()
+            return
+        try:
+            self._file.close()
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            os.replace(self._tmp, self.path)
+        except (OSError, sf.SoundFileError) as err:
+            self._cleanup()
+            raise self._error(err) from err
+
+    def _cleanup(self) -> None:
+        if self._file is not None and not self._file.closed:
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - already failing; the temp file goes anyway
+                pass
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._tmp.unlink(missing_ok=True)
+
+    def _error(self, exc: Exception) -> SepnetError:
+        if isinstance(exc, OSError):
+            return SepnetError(
+                f"cannot write {_q(self.path)} ({exc.strerror or exc}); choose a writable output directory"
+            )
+        return SepnetError(
+            f"cannot write {_q(self.path)} as {self.fmt}/{self.subtype} at {self.sample_rate} Hz "
+            f"(soundfile: {_reason(exc)}); check the sample rate, subtype and free disk space"
+        )
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

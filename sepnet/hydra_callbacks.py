@@ -1,21 +1,30 @@
-"""Hydra callbacks: checks that must run before Hydra itself touches the disk.
+"""Hydra callbacks: checks before Hydra touches the disk, and a table after a sweep.
 
 Hydra creates the run (or sweep) folder before calling the task, and a failure
 there surfaces as a traceback. :class:`OutputDirCheck` tries the folder first
 and turns a failure into sepnet's one-line error.
+
+:class:`SweepTable` runs when a multirun ends: it reads each job's results file
+(``results.json`` from ``evaluate``, ``summary.json`` from ``train``) and writes
+one row per job to ``sweep.csv`` and ``sweep.md`` at the sweep root.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sepnet.errors import SepnetError
 from sepnet.run_dir import ensure_writable
+from sepnet.tables import markdown_table, write_csv
 
 
 def _check_writable(folder: str, key: str) -> None:
@@ -36,3 +45,74 @@ class OutputDirCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
         _check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def flatten_numbers(data: dict, exclude: Sequence[str] = (), prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of nested dicts as ``{"a.b": value}`` (None -> NaN); keys in ``exclude`` (top level) skipped."""
+    flat: dict[str, float] = {}
+    for key, value in data.items():
+        if not prefix and key in exclude:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_numbers(value, (), f"{name}."))
+        elif value is None:
+            flat[name] = math.nan
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = value
+    return flat
+
+
+def _job_number(folder: Path, root: Path) -> list:
+    """Natural sort key: job 10 after job 9."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(folder.relative_to(root)))]
+
+
+class SweepTable(Callback):
+    """After a multirun, tabulate every job's overrides and results at the sweep root.
+
+    Args:
+        files: results files looked for in each job's folder, first found wins
+            (``results.json``: evaluate; ``summary.json``: train).
+        exclude: top-level keys of those files left out of the table (config dumps, per-stem detail).
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str] = ("results.json", "summary.json"),
+        exclude: Sequence[str] = (
+            "config", "checkpoint_config", "lineage", "checkpoint_metrics", "per_stem", "knobs", "sample_rate",
+        ),
+    ):
+        self.files = list(files)
+        self.exclude = list(exclude)
+
+    def rows(self, sweep_dir: Path) -> tuple[list[str], list[list]]:
+        """``(headers, rows)``: job, the overrides that differ between jobs, then the results' numbers."""
+        jobs = []
+        for overrides_file in sorted(sweep_dir.rglob(".hydra/overrides.yaml"), key=lambda p: _job_number(p.parent.parent, sweep_dir)):
+            job_dir = overrides_file.parent.parent
+            found = next((job_dir / f for f in self.files if (job_dir / f).is_file()), None)
+            overrides = dict(
+                o.split("=", 1) for o in OmegaConf.to_container(OmegaConf.load(overrides_file)) if "=" in o
+            )
+            numbers = flatten_numbers(json.loads(found.read_text()), self.exclude) if found else {}
+            jobs.append((str(job_dir.relative_to(sweep_dir)), overrides, numbers))
+        keys = list(dict.fromkeys(k for _, o, _ in jobs for k in o))
+        swept = [k for k in keys if len({o.get(k) for _, o, _ in jobs}) > 1] or keys
+        metrics = list(dict.fromkeys(m for _, _, n in jobs for m in n))
+        headers = ["job", *swept, *metrics]
+        rows = [[job, *(o.get(k) for k in swept), *(n.get(m, math.nan) for m in metrics)] for job, o, n in jobs]
+        return headers, rows
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        headers, rows = self.rows(sweep_dir)
+        if not rows:
+            return
+        write_csv(sweep_dir / "sweep.csv", headers, rows)
+        table = markdown_table(headers, rows)
+        (sweep_dir / "sweep.md").write_text(table + "\n")
+        print(f"\nsweep ({len(rows)} jobs): {sweep_dir / 'sweep.csv'}\n{table}", flush=True)

@@ -1,8 +1,8 @@
 """Waveform-to-waveform separation: front end -> mask model -> post-processing -> iSTFT.
 
 The same :class:`Separator` runs in training, validation, ``evaluate`` and
-``separate``; inference knobs (mask_scale, threshold, clip) are attributes here,
-identity by default, so training never sees them.
+``separate``; inference knobs (mask_scale, threshold, clip, Wiener iterations)
+are attributes here, identity by default, so training never sees them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sepnet import STEMS
 from sepnet.spectral import SpectralFrontEnd
+from sepnet.wiener import wiener
 
 
 class Separator(nn.Module):
@@ -23,6 +25,8 @@ class Separator(nn.Module):
         threshold: mask values below this are set to 0 (0.0: unchanged).
         mask_clip: clip scaled masks to [0, 1] (True by default, so a scale > 1
             sharpens masks without amplifying the mixture).
+        wiener_iters: multichannel Wiener EM iterations after masking (0: none);
+            see :mod:`sepnet.wiener`.
     """
 
     def __init__(
@@ -32,6 +36,7 @@ class Separator(nn.Module):
         mask_scale: float = 1.0,
         threshold: float = 0.0,
         mask_clip: bool = True,
+        wiener_iters: int = 0,
     ):
         super().__init__()
         self.front_end = front_end
@@ -39,6 +44,7 @@ class Separator(nn.Module):
         self.mask_scale = mask_scale
         self.threshold = threshold
         self.mask_clip = mask_clip
+        self.wiener_iters = wiener_iters
 
     @property
     def target_stems(self) -> list[str]:
@@ -67,4 +73,9 @@ class Separator(nn.Module):
             mixture = torch.nn.functional.pad(mixture, (0, shortfall))
         model_input, mixture_spec = self.front_end(mixture)
         masks = self.postprocess(self.model(model_input))
-        return self.apply_masks(masks, mixture_spec, mixture.shape[-1])[..., :length]
+        if self.wiener_iters <= 0:
+            return self.apply_masks(masks, mixture_spec, mixture.shape[-1])[..., :length]
+        # Models that leave stems out get the residual as an extra Wiener source.
+        residual = not set(STEMS) <= set(self.target_stems)
+        spec = wiener(masks.float() * mixture_spec[:, None], mixture_spec, self.wiener_iters, residual=residual)
+        return self.front_end.istft(spec, mixture.shape[-1])[..., :length]

@@ -86,3 +86,14 @@ def write_track(
         sf.write(folder / f"{stem}{suffix}", x.T, rate)
     sf.write(folder / "mixture.wav", sum(audio.values()).T, rate, subtype="FLOAT")
     return audio
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_data_root, tmp_path_factory) -> Path:
+    """A checkpoint of a tiny four-stem model trained on the tiny embedded dataset, once per session."""
+    from sepnet.train import run_training
+
+    run_dir = tmp_path_factory.mktemp("tiny_checkpoint")
+    cfg = compose_config("train", [f"data.source.root={tiny_data_root}", *TINY_SOURCE, *TINY_RUN, "logger=none"], run_dir)
+    _, summary = run_training(cfg)
+    return Path(summary["best_checkpoint"])

@@ -1,0 +1,236 @@
+"""Whole-track separation in overlapping, cross-faded chunks, with memory bounded by the chunk size.
+
+``evaluate`` and ``separate`` both go through :class:`OverlapAdd`, which feeds a
+:class:`~sepnet.separator.Separator` fixed-length chunks and blends them back::
+
+    mixture blocks (channels, n) at the model's rate, any block sizes
+      -> chunks of ``chunk_seconds`` every ``chunk_seconds * (1 - overlap)``,
+         ``batch_size`` chunks per forward pass, on ``device``
+      -> each chunk's estimates weighted by a trapezoid window (linear ramps over
+         the overlap, flat elsewhere) and summed; the sum of weights is divided
+         out, so any window shape and the track's two ends come out unscaled
+      -> estimate blocks (stems, channels, m) as soon as no later chunk can touch them
+
+The last chunk is aligned to the end of the track (a full chunk ending at the
+last sample, so no chunk is shorter than ``chunk_seconds`` unless the whole
+track is); a track shorter than one chunk is separated in one piece.
+
+At any time the object holds about ``chunk + batch_size * hop`` samples of
+input and output, whatever the track's length: :meth:`OverlapAdd.stream` is a
+generator, so a caller reading and writing files block by block (``separate``)
+never holds a whole track.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from sepnet.separator import Separator
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None -> CUDA when available, else CPU; anything else as torch names it."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def crossfade_window(length: int, fade: int, fade_in: bool = True, fade_out: bool = True) -> np.ndarray:
+    """A trapezoid ``(length,)`` float32: linear ramps of ``fade`` samples, 1 in between.
+
+    Ramps never reach 0 (``(i + 1) / (fade + 1)``), so the weight sum is positive
+    everywhere; a fade-out and the next chunk's fade-in over the same ``fade``
+    samples sum to exactly 1.
+    """
+    window = np.ones(length, dtype=np.float32)
+    fade = min(fade, length)
+    if fade > 0:
+        ramp = (np.arange(1, fade + 1, dtype=np.float32)) / (fade + 1)
+        if fade_in:
+            window[:fade] = ramp
+        if fade_out:
+            window[length - fade :] = np.minimum(window[length - fade :], ramp[::-1])
+    return window
+
+
+class OverlapAdd:
+    """Separate mixtures of any length chunk by chunk.
+
+    Args:
+        separator: the waveform separator (its knobs apply to every chunk).
+        chunk_seconds: chunk length in seconds at the separator's sample rate.
+        overlap: fraction of a chunk shared with the next one, in [0, 1); the
+            cross-fade spans the shared part.
+        batch_size: chunks per forward pass.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...;
+            the separator is moved there.
+    """
+
+    def __init__(
+        self,
+        separator: Separator,
+        chunk_seconds: float = 10.0,
+        overlap: float = 0.1,
+        batch_size: int = 4,
+        device: str | torch.device | None = "auto",
+    ):
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        if chunk_seconds <= 0 or batch_size < 1:
+            raise ValueError(f"chunk_seconds must be > 0 and batch_size >= 1, got {chunk_seconds}, {batch_size}")
+        self.device = resolve_device(device)
+        self.separator = separator.to(self.device).eval()
+        self.sample_rate = int(separator.front_end.sample_rate)
+        self.chunk = max(1, round(chunk_seconds * self.sample_rate))
+        self.fade = min(round(overlap * self.chunk), self.chunk - 1)
+        self.hop = self.chunk - self.fade
+        self.batch_size = batch_size
+        self.window = crossfade_window(self.chunk, self.fade)
+
+    @property
+    def stems(self) -> list[str]:
+        return self.separator.target_stems
+
+    @torch.inference_mode()
+    def _run(self, chunks: list[np.ndarray]) -> np.ndarray:
+        """(n, channels, samples) chunks of equal length -> (n, stems, channels, samples) float32."""
+        batch = torch.from_numpy(np.stack(chunks)).to(self.device, torch.float32)
+        return self.separator(batch).float().cpu().numpy()
+
+    def separate(self, mixture: np.ndarray) -> np.ndarray:
+        """A whole in-memory track: ``(channels, samples)`` -> ``(stems, channels, samples)`` float32."""
+        return np.concatenate(list(self.stream([mixture])), axis=-1)
+
+    def stream(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Separate a mixture given as consecutive blocks.
+
+        Args:
+            blocks: ``(channels, n)`` float arrays at the separator's sample rate, any ``n``
+                (empty blocks are fine); together they are the mixture.
+
+        Yields:
+            ``(stems, channels, m)`` float32 blocks; together exactly as many samples as came in.
+        """
+        chunk, hop = self.chunk, self.hop
+        buf: np.ndarray | None = None  # input samples from absolute position buf_start
+        buf_start = 0
+        acc: np.ndarray | None = None  # weighted estimate sums from absolute position out_start
+        wsum = np.zeros(0, dtype=np.float32)
+        out_start = 0
+        total = 0  # samples received
+        next_start = 0  # start of the next full chunk
+        covered = 0  # end of the last full chunk enumerated
+        pending: list[int] = []  # starts of full chunks waiting for a batch
+
+        def take(start: int, length: int) -> np.ndarray:
+            return buf[:, start - buf_start : start - buf_start + length]
+
+        def accumulate(starts: list[int], outputs: np.ndarray, windows: list[np.ndarray]) -> None:
+            nonlocal acc, wsum
+            end = max(s + o.shape[-1] for s, o in zip(starts, outputs))
+            grow = end - out_start - wsum.shape[0]
+            if grow > 0:
+                shape = outputs.shape[1:-1]
+                acc = np.concatenate([acc, np.zeros((*shape, grow), np.float32)], -1) if acc is not None else np.zeros((*shape, grow), np.float32)
+                wsum = np.concatenate([wsum, np.zeros(grow, np.float32)])
+            for s, o, w in zip(starts, outputs, windows):
+                a = s - out_start
+                acc[..., a : a + o.shape[-1]] += o * w
+                wsum[a : a + o.shape[-1]] += w
+
+        def emit(upto: int) -> np.ndarray | None:
+            nonlocal acc, wsum, out_start
+            n = upto - out_start
+            if n <= 0 or acc is None:
+                return None
+            block = acc[..., :n] / wsum[:n]
+            acc, wsum, out_start = acc[..., n:], wsum[n:], upto
+            return block
+
+        def flush_pending() -> None:
+            if pending:
+                accumulate(pending, self._run([take(s, chunk) for s in pending]), [self.window] * len(pending))
+                pending.clear()
+
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32)
+            if block.ndim != 2:
+                raise ValueError(f"mixture blocks must be (channels, samples), got shape {block.shape}")
+            if block.shape[-1] == 0:
+                continue
+            buf = block if buf is None else np.concatenate([buf, block], axis=-1)
+            total += block.shape[-1]
+            while next_start + chunk <= total:
+                pending.append(next_start)
+                covered = next_start + chunk
+                next_start += hop
+                if len(pending) == self.batch_size:
+                    flush_pending()
+            # Nothing before min(next pending chunk, total - chunk) can change any more:
+            # later full chunks start at >= next_start > total - chunk, and the end-aligned
+            # last chunk starts at >= total - chunk.
+            safe = min(pending[0] if pending else next_start, total - chunk)
+            out = emit(safe)
+            if out is not None:
+                yield out
+            keep_from = max(0, min(pending[0] if pending else next_start, total - chunk))
+            if keep_from > buf_start:
+                buf, buf_start = buf[:, keep_from - buf_start :], keep_from
+
+        if total == 0:
+            return
+        flush_pending()
+        if covered < total:
+            start = max(0, total - chunk)
+            length = total - start
+            first = covered == 0  # the track is shorter than a chunk: one piece, no fades
+            window = crossfade_window(length, 0 if first else self.fade, fade_out=False)
+            accumulate([start], self._run([take(start, length)]), [window])
+        out = emit(total)
+        if out is not None:
+            yield out
+
+
+def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
+    """Apply the inference knobs of a config node to ``separator`` and wrap it in an :class:`OverlapAdd`.
+
+    ``knobs`` holds ``mask_scale``, ``mask_clip``, ``threshold``, ``wiener_iters``,
+    ``chunk_seconds``, ``overlap``, ``batch_size`` and ``device`` (the ``eval`` node of
+    ``conf/evaluate.yaml`` or ``separate`` of ``conf/separate.yaml``); ``prefix`` names
+    that node in error messages.
+    """
+    from sepnet.errors import SepnetError  # local: keeps this module importable without the rest
+
+    checks = {
+        "mask_scale": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
+        "threshold": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
+        "mask_clip": (lambda v: isinstance(v, bool), "true or false"),
+        "wiener_iters": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+        "chunk_seconds": (lambda v: isinstance(v, (int, float)) and v > 0, "a number of seconds > 0"),
+        "overlap": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a fraction in [0, 1)"),
+        "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    }
+    for key, (ok, what) in checks.items():
+        value = knobs[key]
+        if not ok(value):
+            raise SepnetError(f"{prefix}.{key}={value!r} is not valid; set it to {what}")
+    device = knobs["device"]
+    try:
+        device = resolve_device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise SepnetError(f"{prefix}.device={knobs['device']!r} cannot be used ({exc}); use auto or cpu") from None
+    separator.mask_scale = float(knobs["mask_scale"])
+    separator.mask_clip = bool(knobs["mask_clip"])
+    separator.threshold = float(knobs["threshold"])
+    separator.wiener_iters = int(knobs["wiener_iters"])
+    return OverlapAdd(
+        separator,
+        chunk_seconds=float(knobs["chunk_seconds"]),
+        overlap=float(knobs["overlap"]),
+        batch_size=int(knobs["batch_size"]),
+        device=device,
+    )

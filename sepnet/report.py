@@ -1,0 +1,189 @@
+"""The listening report: ``report.html`` with audio players, spectrograms and SDR per track.
+
+One self-contained HTML file (no other files, opens from anywhere): for each of
+the first ``max_tracks`` tracks, an excerpt of the mixture, of every reference and
+every estimate as HTML5 ``<audio>`` players (OGG Vorbis, embedded as data URIs to
+keep the file small and portable), a spectrogram image (JPEG, reference beside
+estimate per stem), and the track's per-stem scores; the aggregate table on top.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+
+_VORBIS_QUALITY = 0.6  # soundfile compression_level: 0 best quality .. 1 smallest
+
+
+@dataclass
+class _TrackEntry:
+    name: str
+    start: float
+    audio: dict[str, str]  # label -> data URI
+    spectrogram: str  # data URI of a JPEG
+    scores: dict[str, dict]
+
+
+def _data_uri(mime: str, payload: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
+
+
+def encode_ogg(audio: np.ndarray, sample_rate: int) -> bytes:
+    """``(channels, samples)`` -> OGG Vorbis bytes (peak-limited to [-1, 1])."""
+    audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.T, sample_rate, format="OGG", subtype="VORBIS", compression_level=_VORBIS_QUALITY)
+    return buffer.getvalue()
+
+
+def _log_spectrogram(audio: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """Mono log-magnitude (dB) spectrogram ``(bins, frames)`` of ``(channels, samples)`` audio."""
+    mono = audio.mean(0).astype(np.float64)
+    if len(mono) < n_fft:
+        mono = np.pad(mono, (0, n_fft - len(mono)))
+    frames = np.lib.stride_tricks.sliding_window_view(mono, n_fft)[::hop] * np.hanning(n_fft)
+    magnitude = np.abs(np.fft.rfft(frames, axis=-1)).T
+    return 20 * np.log10(magnitude + 1e-6)
+
+
+def spectrogram_image(rows: list[tuple[str, np.ndarray]], sample_rate: int, columns: int = 2) -> bytes:
+    """A grid of spectrograms (``rows`` of ``(title, (channels, samples))``, row by row) as JPEG bytes.
+
+    A panel with no samples is left empty.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    n_rows = math.ceil(len(rows) / columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(4.2 * columns, 1.6 * n_rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (title, audio) in enumerate(rows):
+        if audio.shape[-1] == 0:  # an empty panel
+            continue
+        ax = axes[i // columns][i % columns]
+        spec = _log_spectrogram(audio)
+        ax.imshow(
+            spec, origin="lower", aspect="auto", cmap="magma", vmin=spec.max() - 80, vmax=spec.max(),
+            extent=(0, audio.shape[-1] / sample_rate, 0, sample_rate / 2000),
+        )
+        ax.axis("on")
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_ylabel("kHz", fontsize=6)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=72, pil_kwargs={"quality": 70})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+@dataclass
+class ListeningReport:
+    """Collects excerpts of the first ``max_tracks`` tracks, then writes ``report.html``.
+
+    Args:
+        sample_rate: rate of the audio handed to :meth:`add`.
+        stems: the estimated stems, in order.
+        max_tracks: tracks included (the first ones added).
+        seconds: excerpt length; taken from the middle of each track.
+    """
+
+    sample_rate: int
+    stems: Sequence[str]
+    max_tracks: int = 4
+    seconds: float = 6.0
+    tracks: list[_TrackEntry] = field(default_factory=list)
+
+    @property
+    def full(self) -> bool:
+        return len(self.tracks) >= self.max_tracks
+
+    def add(self, name: str, mixture: np.ndarray, references: np.ndarray, estimates: np.ndarray, scores: dict) -> None:
+        """Add a track: mixture (channels, samples), references/estimates (stems, channels, samples)."""
+        if self.full:
+            return
+        length = mixture.shape[-1]
+        n = min(length, max(1, round(self.seconds * self.sample_rate)))
+        a = (length - n) // 2
+        cut = slice(a, a + n)
+        audio = {"mixture": _data_uri("audio/ogg", encode_ogg(mixture[:, cut], self.sample_rate))}
+        # mixture alone on the first row (an empty panel beside it), then reference | estimate per stem
+        rows = [("mixture", mixture[:, cut]), ("", np.zeros((1, 0)))]
+        for j, stem in enumerate(self.stems):
+            audio[f"{stem} reference"] = _data_uri("audio/ogg", encode_ogg(references[j][:, cut], self.sample_rate))
+            audio[f"{stem} estimate"] = _data_uri("audio/ogg", encode_ogg(estimates[j][:, cut], self.sample_rate))
+            rows += [(f"{stem} reference", references[j][:, cut]), (f"{stem} estimate", estimates[j][:, cut])]
+        image = spectrogram_image(rows, self.sample_rate)
+        self.tracks.append(_TrackEntry(name, a / self.sample_rate, audio, _data_uri("image/jpeg", image), scores))
+
+    def write(self, path: str | Path, title: str, summary: dict[str, dict], notes: Sequence[str] = ()) -> Path:
+        """Write the report; ``summary`` is :func:`sepnet.scoring.aggregate`'s result."""
+        path = Path(path)
+        parts = [
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+            f"<title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;margin:1.5em;color:#222;background:#fff}"
+            "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right}"
+            "th:first-child,td:first-child{text-align:left}.players{display:grid;grid-template-columns:repeat(2,max-content);"
+            "gap:.3em 1.2em;align-items:center}section{border-top:2px solid #ddd;margin-top:1.2em;padding-top:.5em}"
+            "img{max-width:100%;border:1px solid #ddd}.note{color:#555;font-size:.9em}</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+        ]
+        parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+        parts.append("<h2>Over all tracks</h2>")
+        parts.append(_summary_table(summary))
+        for entry in self.tracks:
+            parts.append(f"<section><h2>{html.escape(entry.name)}</h2>")
+            parts.append(
+                f"<p class='note'>excerpt from {entry.start:.1f} s, {self.seconds:g} s at most</p>{_track_table(entry.scores)}"
+            )
+            parts.append("<div class='players'>")
+            for label, uri in entry.audio.items():
+                parts.append(
+                    f"<span>{html.escape(label)}</span><audio controls preload='metadata'><source src='{uri}' type='audio/ogg'></audio>"
+                )
+            parts.append("</div>")
+            parts.append(f"<p><img alt='spectrograms of {html.escape(entry.name)}' src='{entry.spectrogram}'></p></section>")
+        parts.append("</body></html>")
+        path.write_text("\n".join(parts), encoding="utf-8")
+        return path
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else f"{value:.2f}"
+    return html.escape(str(value))
+
+
+def _summary_table(summary: dict[str, dict]) -> str:
+    columns = [
+        ("SDR median", "sdr_median"), ("SDR mean", "sdr_mean"), ("new SDR median", "new_sdr_median"),
+        ("g* median", "gain_median"), ("SDR with g*", "sdr_gain_median"), ("NaN tracks", "nan_tracks"),
+    ]
+    head = "".join(f"<th>{c}</th>" for c, _ in columns)
+    rows = "".join(
+        f"<tr><td>{html.escape(stem)}</td>" + "".join(f"<td>{_fmt(v.get(k))}</td>" for _, k in columns) + "</tr>"
+        for stem, v in summary.items()
+    )
+    return f"<table><tr><th>stem</th>{head}</tr>{rows}</table>"
+
+
+def _track_table(scores: dict[str, dict]) -> str:
+    columns = [("SDR", "sdr"), ("new SDR", "new_sdr"), ("g*", "gain"), ("SDR with g*", "sdr_gain")]
+    head = "".join(f"<th>{c}</th>" for c, _ in columns)
+    rows = "".join(
+        f"<tr><td>{html.escape(stem)}</td>" + "".join(f"<td>{_fmt(v.get(k))}</td>" for _, k in columns) + "</tr>"
+        for stem, v in scores.items()
+    )
+    return f"<table><tr><th>stem</th>{head}</tr>{rows}</table>"

@@ -1,0 +1,258 @@
+"""``python -m sepnet.separate ckpt=<path> input=<file or folder> [out=separated]``: write separated stems.
+
+    python -m sepnet.separate ckpt=best.ckpt input=song.flac             # separated/song/<stem>.wav
+    python -m sepnet.separate ckpt=best.ckpt input=~/musdb18hq/test out=est  # est/test/<track>/<stem>.wav
+
+Any file soundfile reads, at any sample rate, mono or stereo. Each stem is
+written as ``<out>/<track>/<stem>.wav`` at the input's sample rate, channel count
+and length; a model with a single target also writes ``accompaniment.wav``
+(the input minus that target, at the input's own rate, so nothing above the
+model's band is lost from it).
+
+The whole path streams: the input is read block by block, resampled to the
+model's rate (soxr streaming), separated in cross-faded chunks
+(:mod:`sepnet.overlap_add`), resampled back and appended to the output files,
+which appear under their final names only when complete. Memory depends on
+``separate.chunk_seconds`` and ``separate.batch_size``, not on the input length.
+
+A folder input writes the musdb estimates layout that museval's ``eval_mus_dir``
+reads, ``<out>/<subset>/<track>/<stem>.wav``: a MUSDB18-HQ-style tree
+(``<split>/<track>/mixture.wav``) keeps its split (``valid`` tracks are in musdb's
+``train`` subset), a folder of track folders or of audio files goes to ``test``
+(``train`` if the folder itself is named train or valid).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import sys
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import soxr
+from omegaconf import DictConfig, OmegaConf
+
+from sepnet import checkpoint
+from sepnet.audio import AudioWriter, audio_info, iter_audio_blocks
+from sepnet.config import CONFIG_DIR, check_group_choices
+from sepnet.errors import SepnetError, exit_on_user_error
+from sepnet.overlap_add import OverlapAdd, build_runner
+from sepnet.sources import AUDIO_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+ACCOMPANIMENT = "accompaniment"
+_BLOCK_SECONDS = 5.0  # read granularity; memory is dominated by the chunks, not this
+
+
+# -- names and layout ---------------------------------------------------------------
+
+
+def safe_name(name: str) -> str:
+    """A track name that is one harmless path component.
+
+    Separators, control and shell-hostile characters become ``_``; leading dots and
+    spaces go (no hidden files, no ``..``); empty results become ``track``.
+    """
+    name = unicodedata.normalize("NFC", name)
+    name = re.sub(r"[\x00-\x1f\x7f/\\:*?\"<>|]", "_", name)
+    name = name.strip().lstrip(".").strip()
+    return name[:200] or "track"
+
+
+def _inside(folder: Path, path: Path) -> Path:
+    """``path`` if it resolves inside ``folder``, else a :class:`SepnetError` (never write outside ``out``)."""
+    root, target = folder.resolve(), path.resolve()
+    if root != target and root not in target.parents:
+        raise SepnetError(f"output path '{path}' would be outside out='{folder}'; rename the input track")
+    return path
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the folder (relative to ``out``) its stems go to."""
+
+    audio: Path
+    folder: Path
+
+
+def _audio_in(folder: Path, stem: str) -> Path | None:
+    return next((folder / f"{stem}{s}" for s in AUDIO_SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
+
+
+def _subset(split: str) -> str:
+    """musdb's subset for a split name: validation tracks live in musdb's ``train``."""
+    return "train" if split in ("train", "valid") else "test"
+
+
+def find_jobs(input_path: Path) -> list[Job]:
+    """What to separate and where each result goes (see the module docstring)."""
+    if not input_path.exists():
+        raise SepnetError(f"input '{input_path}' does not exist; pass input=<audio file or folder>")
+    if input_path.is_file():
+        return [Job(input_path, Path(safe_name(input_path.stem)))]
+    jobs: list[Job] = []
+    splits = [d for d in sorted(input_path.iterdir()) if d.is_dir() and d.name in ("train", "valid", "test")]
+    track_dirs = [(d, _subset(s.name)) for s in splits for d in sorted(s.iterdir()) if d.is_dir()]
+    own = _subset(input_path.name) if input_path.name in ("train", "valid") else "test"
+    track_dirs += [(d, own) for d in sorted(input_path.iterdir()) if d.is_dir() and d not in splits]
+    for folder, subset in track_dirs:
+        mixture = _audio_in(folder, "mixture")
+        if mixture is not None:
+            jobs.append(Job(mixture, Path(subset, safe_name(folder.name))))
+    for f in sorted(input_path.iterdir()):
+        if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES:
+            jobs.append(Job(f, Path(own, safe_name(f.stem))))
+    if not jobs:
+        raise SepnetError(
+            f"input folder '{input_path}' holds no audio files and no track folders with a mixture file; "
+            f"pass a file or a folder of them"
+        )
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.folder in seen:
+            raise SepnetError(
+                f"'{seen[job.folder]}' and '{job.audio}' would both be written to '{job.folder}'; rename one of them"
+            )
+        seen[job.folder] = job.audio
+    return jobs
+
+
+# -- streaming separation of one file ---------------------------------------------------
+
+
+def _resampler(from_rate: int, to_rate: int, channels: int):
+    """A function ``(frames, channels) block, last -> resampled block``; identity when rates agree."""
+    if from_rate == to_rate:
+        return lambda block, last=False: block
+    stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
+    return lambda block, last=False: stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
+
+
+def separate_file(runner: OverlapAdd, job: Job, out: Path, gain: float, accompaniment: bool, suffix: str = ".wav") -> list[Path]:
+    """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written."""
+    info = audio_info(job.audio)
+    rate, channels, frames = info.sample_rate, info.channels, info.frames
+    if channels > 2:
+        raise SepnetError(f"'{job.audio}' has {channels} channels; sepnet reads mono or stereo: downmix it to stereo first")
+    stems = runner.stems
+    names = [*stems, *([ACCOMPANIMENT] if accompaniment else [])]
+    folder = _inside(out, out / job.folder)
+    paths = [_inside(out, folder / f"{n}{suffix}") for n in names]
+    to_model = _resampler(rate, runner.sample_rate, 2)
+    to_input = _resampler(runner.sample_rate, rate, 2 * len(stems))
+    pending_mix: collections.deque[np.ndarray] = collections.deque()  # input blocks not yet matched by output
+
+    def model_blocks():
+        for block in iter_audio_blocks(job.audio, max(1, round(_BLOCK_SECONDS * rate))):
+            if accompaniment:
+                pending_mix.append(block)
+            stereo = block if block.shape[0] == 2 else np.repeat(block, 2, axis=0)
+            yield to_model(stereo.T).T
+        yield to_model(np.zeros((0, 2), np.float32), last=True).T
+
+    def take_mixture(n: int) -> np.ndarray:
+        parts, need = [], n
+        while need and pending_mix:
+            head = pending_mix[0]
+            parts.append(head[:, :need])
+            if head.shape[1] <= need:
+                pending_mix.popleft()
+            else:
+                pending_mix[0] = head[:, need:]
+            need -= parts[-1].shape[1]
+        parts.append(np.zeros((channels, need), np.float32))
+        return np.concatenate(parts, axis=1)
+
+    written = 0
+    writers = [AudioWriter(p, rate, channels) for p in paths]
+    entered = []
+    try:
+        for w in writers:
+            entered.append(w.__enter__())
+
+        def write(block: np.ndarray) -> None:
+            """(frames, stems*2) at the input rate -> every writer, cut at the input's length."""
+            nonlocal written
+            block = block[: max(0, frames - written)]
+            if not len(block):
+                return
+            estimates = block.T.reshape(len(stems), 2, -1)
+            if channels == 1:
+                estimates = estimates.mean(axis=1, keepdims=True)
+            for w, est in zip(writers, estimates):
+                w.write(est)
+            if accompaniment:
+                writers[-1].write(take_mixture(estimates.shape[-1]) - estimates[0])
+            written += estimates.shape[-1]
+
+        for estimates in runner.stream(model_blocks()):
+            estimates = estimates * np.float32(gain)
+            write(to_input(estimates.reshape(-1, estimates.shape[-1]).T))
+        write(to_input(np.zeros((0, 2 * len(stems)), np.float32), last=True))
+        if written < frames:  # resampling round trips can come out a sample or two short
+            write(np.zeros((frames - written, 2 * len(stems)), np.float32))
+    except BaseException as exc:
+        for w in reversed(entered):
+            w.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    for w in reversed(entered):
+        w.__exit__(None, None, None)
+    return paths
+
+
+# -- the entry point ------------------------------------------------------------------------
+
+
+def run_separation(cfg: DictConfig) -> list[Path]:
+    """Separate ``cfg.input`` with ``cfg.ckpt`` into ``cfg.out``; returns every file written."""
+    for key in ("ckpt", "input"):
+        if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+            raise SepnetError(f"no {key} given; pass {key}=<path>")
+    knobs = cfg.separate
+    gain = knobs.gain
+    if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not gain > 0:
+        raise SepnetError(
+            f"separate.gain={gain!r} is not valid; set it to a number > 0 (evaluate's results.json 'gain' "
+            f"holds what eval.gain=auto learned)"
+        )
+    jobs = find_jobs(Path(cfg.input).expanduser())
+    loaded = checkpoint.load(cfg.ckpt)
+    runner = build_runner(loaded.separator, knobs, "separate")
+    accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
+    out = Path(cfg.out).expanduser()
+    written = []
+    for i, job in enumerate(jobs):
+        start = time.perf_counter()
+        paths = separate_file(runner, job, out, float(gain), accompaniment)
+        seconds = audio_info(job.audio).duration
+        elapsed = time.perf_counter() - start
+        print(
+            f"[{i + 1}/{len(jobs)}] {job.audio} -> {out / job.folder}/ ({', '.join(p.stem for p in paths)}; "
+            f"{seconds:.1f} s of audio in {elapsed:.1f} s, {seconds / max(elapsed, 1e-9):.1f}x real time)",
+            flush=True,
+        )
+        written += paths
+    return written
+
+
+@exit_on_user_error
+def separate(cfg: DictConfig) -> int:
+    """Separate as ``cfg`` says; returns the number of files written."""
+    return len(run_separation(cfg))
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="separate", version_base="1.3")
+def main(cfg: DictConfig) -> int:
+    return separate(cfg)
+
+
+if __name__ == "__main__":
+    check_group_choices(sys.argv[1:])
+    main()
