@@ -105,7 +105,7 @@ def learn_gain(runner: OverlapAdd, datamodule, stems: list[str], max_tracks: int
     index = [datamodule.stems.index(s) for s in stems]
     gains = []
     for f in files:
-        track = load_track(f, datamodule.stems, datamodule.sample_rate)
+        track = load_track(f, datamodule.stems, datamodule.audio_cache())
         estimates = runner.separate(track.audio.sum(0))
         gains.append([optimal_gain(track.audio[i], e) for i, e in zip(index, estimates)])
     with np.errstate(all="ignore"):
@@ -271,7 +271,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
     per_track = []
     try:
         for i, f in enumerate(files):
-            track = load_track(f, datamodule.stems, rate)
+            track = load_track(f, datamodule.stems, datamodule.audio_cache())
             mixture = track.audio.sum(0)
             references = track.audio[index]
             estimates = runner.separate(mixture) * gain[:, None, None].astype(np.float32)
