@@ -35,8 +35,9 @@ def stale_temp_files(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"))
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike, save: Callable[[Any, Any], None] = torch.save) -> Path:
-    """``save(obj, file)`` into a temporary file beside ``path``, fsync it, then rename it to ``path``.
+def atomic_torch_save(obj: Any, path: str | os.PathLike, save: Callable[[Any, Any], None] | None = None) -> Path:
+    """``save(obj, file)`` (default ``torch.save``) into a temporary file beside ``path``, fsync it, then
+    rename it to ``path``.
 
     ``path`` is at every moment either absent, the old file, or the complete new
     one. A failed save removes its temporary file and re-raises; temporary files
@@ -47,7 +48,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, save: Callable[[Any, An
     tmp = temp_path_for(path)
     try:
         with open(tmp, "xb") as f:
-            save(obj, f)
+            (save or torch.save)(obj, f)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
         os.replace(tmp, path)

@@ -19,6 +19,7 @@ to its ``metrics.csv`` instead of replacing it.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def resume_point(cfg: DictConfig, output_dir: Path) -> ResumePoint:
             raise SepnetError(f"{key}={given} does not exist; pass a run dir (outputs/<run>/<time>) or a .ckpt file")
         point = ResumePoint(path, run_dir_of(path, output_dir))
     check_compatible(point.checkpoint, cfg)
+    # sepnet's data module goes on mid-epoch by itself (its state_dict), which Lightning cannot see.
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     return point
 
 
@@ -129,8 +132,10 @@ def keep_previous_metrics(loggers: list) -> None:
         metrics = Path(logger.log_dir) / "metrics.csv"
         if metrics.is_file():
             kept = metrics.read_bytes()
-            logger.experiment  # noqa: B018 - creating the writer deletes an existing metrics.csv ...
-            metrics.write_bytes(kept)  # ... so it is put back; new rows are appended under the same header
+            writer = logger.experiment  # creating the writer deletes an existing metrics.csv ...
+            metrics.write_bytes(kept)  # ... so it is put back, and new rows go under its header
+            header = kept.decode().partition("\n")[0].strip()
+            writer.metrics_keys = header.split(",") if header else []
 
 
 class StepSeed(L.Callback):
