@@ -71,7 +71,7 @@ def check_override_keys(config_name: str, argv: list[str]) -> None:
     for key in keys:
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        if node is not None and OmegaConf.is_dict(node) and leaf in node:
+        if node is not None and OmegaConf.is_dict(node) and leaf in node.keys():  # `in node` is False for ???
             continue
         if node is not None and OmegaConf.is_dict(node):
             known = [f"{parent}.{k}" if parent else str(k) for k in node.keys()]
@@ -80,7 +80,7 @@ def check_override_keys(config_name: str, argv: list[str]) -> None:
         else:
             hint = ""
         print(
-            f"sepnet: error: {key} is not a setting of this run; {hint}to add a new key on purpose write +{key}=...",
+            f"sepnet: error: {key} is not a setting of this run; {hint}(+{key}=... adds a new key on purpose)",
             file=sys.stderr,
         )
         sys.exit(2)
