@@ -2,11 +2,16 @@
 
     python benchmarks/train_speed.py                       # model=crnn and model=large, batch 8, 3 s chunks
     python benchmarks/train_speed.py --models crnn --steps 5
+    python benchmarks/train_speed.py --models crnn --compile          # torch.compile (sepnet's compile=true)
+    python benchmarks/train_speed.py --device cuda --precision bf16   # bf16 autocast as trainer=gpu runs it
+    python benchmarks/train_speed.py --data                           # + time waiting for the real data loader
 
 Each model is built from the real Hydra config (``conf/model/<name>.yaml``) and
 timed on full training steps (front end, masks, loss, backward, Adam) on random
 stereo audio; each runs in a fresh process so peak RSS is its own.
-Prints examples/s, seconds per step, parameters and peak resident memory.
+Prints examples/s, seconds per step, parameters and peak resident memory; with
+``--data`` the batches come from the real data module (embedded dataset) and the
+share of step time spent waiting for the next batch is printed too.
 """
 
 from __future__ import annotations
@@ -21,42 +26,65 @@ import time
 import torch
 
 
-def measure(model_name: str, batch_size: int, chunk_seconds: float, steps: int, warmup: int) -> dict:
+def measure(model_name: str, batch_size: int, chunk_seconds: float, steps: int, warmup: int,
+            compile_model: bool = False, device: str = "cpu", precision: str = "32", data: bool = False) -> dict:
     from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
     from omegaconf import open_dict
 
     from sepnet.config import CONFIG_DIR
     from sepnet.train import build_module
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model_name}", "run_name=bench"])
+        cfg = compose("train", overrides=[f"model={model_name}", "run_name=bench", f"data.batch_size={batch_size}",
+                                          f"data.chunk_seconds={chunk_seconds}"])
     with open_dict(cfg):
         cfg.paths.output_dir = "."
-    module = build_module(cfg)
+    module = build_module(cfg).to(device)
+    if compile_model:
+        module.separator.model.compile()
     optimizer = module.configure_optimizers()
     rate = cfg.frontend.sample_rate
     samples = round(chunk_seconds * rate)
     generator = torch.Generator().manual_seed(0)
     stems = 0.1 * torch.randn(batch_size, len(cfg.data.stems), 2, samples, generator=generator)
-    batch = {"mixture": stems.sum(1), "stems": stems}
+    fixed = {"mixture": stems.sum(1), "stems": stems}
+    batches = None
+    if data:
+        datamodule = instantiate(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        batches = iter(datamodule.train_dataloader())
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16")
     module.train()
-    times = []
+    times, waits = [], []
     for step in range(warmup + steps):
         start = time.perf_counter()
-        masks, _, targets = module.step_masks(batch)
-        loss = module.loss(masks, targets)
+        batch = next(batches) if batches is not None else fixed
+        batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        fetched = time.perf_counter()
+        with autocast:
+            masks, _, targets = module.step_masks(batch)
+            loss = module.loss(masks, targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         if step >= warmup:
             times.append(time.perf_counter() - start)
-    step_time = sorted(times)[len(times) // 2]
+            waits.append(fetched - start)
+    order = sorted(range(len(times)), key=times.__getitem__)
+    median = order[len(order) // 2]
+    step_time = times[median]
     return {
         "model": model_name,
         "parameters": sum(p.numel() for p in module.parameters()),
         "seconds_per_step": step_time,
         "examples_per_second": batch_size / step_time,
+        "data_wait_fraction": sum(waits) / sum(times) if data else None,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
         "threads": torch.get_num_threads(),
     }
 
@@ -68,20 +96,30 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=3.0)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the mask model (compile=true)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: autocast as trainer=gpu")
+    parser.add_argument("--data", action="store_true", help="batches from the real data module; report data wait")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.batch_size, args.chunk_seconds, args.steps, args.warmup)))
+        print(json.dumps(measure(args.one, args.batch_size, args.chunk_seconds, args.steps, args.warmup,
+                                 args.compile, args.device, args.precision, args.data)))
         return
-    print(f"training step, batch {args.batch_size} x {args.chunk_seconds:g} s stereo at 22050 Hz, CPU, "
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"training step, batch {args.batch_size} x {args.chunk_seconds:g} s stereo at 22050 Hz, {device_name}, "
+          f"precision {args.precision}{', compiled' if args.compile else ''}, "
           f"median of {args.steps} steps after {args.warmup} warm-up")
-    print(f"{'model':<12}{'params':>12}{'s/step':>10}{'examples/s':>12}{'peak RSS MiB':>14}")
+    print(f"{'model':<12}{'params':>12}{'s/step':>10}{'examples/s':>12}{'peak RSS MiB':>14}{'data wait':>11}")
     for name in args.models:
         command = [sys.executable, __file__, "--one", name, "--batch-size", str(args.batch_size),
-                   "--chunk-seconds", str(args.chunk_seconds), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                   "--chunk-seconds", str(args.chunk_seconds), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--device", args.device, "--precision", args.precision]
+        command += ["--compile"] * args.compile + ["--data"] * args.data
         r = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        wait = f"{100 * r['data_wait_fraction']:.1f}%" if r["data_wait_fraction"] is not None else "-"
         print(f"{r['model']:<12}{r['parameters'] / 1e6:>11.2f}M{r['seconds_per_step']:>10.2f}"
-              f"{r['examples_per_second']:>12.2f}{r['peak_rss_mib']:>14.0f}")
+              f"{r['examples_per_second']:>12.2f}{r['peak_rss_mib']:>14.0f}{wait:>11}")
 
 
 if __name__ == "__main__":
