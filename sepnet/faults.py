@@ -122,7 +122,7 @@ class GracefulStop(L.Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):
             return
-        trainer.save_checkpoint(self.last_checkpoint)
+        trainer.save_checkpoint(self.last_checkpoint, weights_only=False)  # the full training state
         self.interrupted = TrainingInterrupted(
             self.signum or signal.SIGTERM, self.last_checkpoint, trainer.current_epoch, trainer.global_step
         )

@@ -132,7 +132,9 @@ def keep_previous_metrics(loggers: list) -> None:
         metrics = Path(logger.log_dir) / "metrics.csv"
         if metrics.is_file():
             kept = metrics.read_bytes()
-            writer = logger.experiment  # creating the writer deletes an existing metrics.csv ...
+            with warnings.catch_warnings():  # its "previous log files will be deleted" is not true here
+                warnings.simplefilter("ignore")
+                writer = logger.experiment  # creating the writer deletes an existing metrics.csv ...
             metrics.write_bytes(kept)  # ... so it is put back, and new rows go under its header
             header = kept.decode().partition("\n")[0].strip()
             writer.metrics_keys = header.split(",") if header else []
