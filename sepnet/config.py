@@ -71,10 +71,10 @@ def check_override_keys(config_name: str, argv: list[str]) -> None:
     for key in keys:
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        if node is not None and OmegaConf.is_dict(node) and leaf in node.keys():  # `in node` is False for ???
+        if node is not None and OmegaConf.is_dict(node) and leaf in node.keys():  # noqa: SIM118 - `in node` is False for ???
             continue
         if node is not None and OmegaConf.is_dict(node):
-            known = [f"{parent}.{k}" if parent else str(k) for k in node.keys()]
+            known = [f"{parent}.{k}" if parent else str(k) for k in node]
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]}? " if close else f"{parent or 'the config'} has: {', '.join(known)}; "
         else:

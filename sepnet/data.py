@@ -82,7 +82,7 @@ class EpochSampler(Sampler):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-self.length // self.world_size)
+        return (self.length + self.world_size - 1) // self.world_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         first = self.skip[1] if self.skip is not None and self.skip[0] == self.epoch else 0

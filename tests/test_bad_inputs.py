@@ -155,7 +155,7 @@ def test_other_sample_rates_are_resampled(dataset, file_rate):
 
 def run_train(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sepnet.train", *args], capture_output=True, text=True, timeout=180, cwd=cwd
+        [sys.executable, "-m", "sepnet.train", *args], capture_output=True, text=True, timeout=180, cwd=cwd, check=False
     )
 
 
@@ -163,8 +163,10 @@ def test_config_typo_is_one_line_and_writes_nothing(tmp_path):
     result = run_train("optim.lrr=1", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "sepnet: error: optim.lrr is not a setting of this run; did you mean optim.lr? "
-        "(+optim.lrr=... adds a new key on purpose)"
+        (
+            "sepnet: error: optim.lrr is not a setting of this run; did you mean optim.lr? "
+            "(+optim.lrr=... adds a new key on purpose)"
+        )
     ]
     assert not (tmp_path / "run").exists()
 
@@ -173,8 +175,10 @@ def test_config_typo_in_a_chosen_group_option(tmp_path):
     result = run_train("sched=plateau", "sched.scheduler.patiense=3", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "sepnet: error: sched.scheduler.patiense is not a setting of this run; did you mean "
-        "sched.scheduler.patience? (+sched.scheduler.patiense=... adds a new key on purpose)"
+        (
+            "sepnet: error: sched.scheduler.patiense is not a setting of this run; did you mean "
+            "sched.scheduler.patience? (+sched.scheduler.patiense=... adds a new key on purpose)"
+        )
     ]
 
 
@@ -198,8 +202,10 @@ def test_output_dir_that_is_a_file(tmp_path):
     result = run_train(f"hydra.run.dir={blocker / 'run'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"sepnet: error: output folder '{blocker / 'run'}' cannot be written (Not a directory); "
-        "choose another with hydra.run.dir=<folder> or fix its permissions"
+        (
+            f"sepnet: error: output folder '{blocker / 'run'}' cannot be written (Not a directory); "
+            "choose another with hydra.run.dir=<folder> or fix its permissions"
+        )
     ]
     assert blocker.read_text() == "a file the user keeps"
 
@@ -216,7 +222,9 @@ def test_read_only_output_dir(tmp_path):
         locked.chmod(0o755)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"sepnet: error: output folder '{locked / 'run'}' cannot be written (Permission denied); "
-        "choose another with hydra.run.dir=<folder> or fix its permissions"
+        (
+            f"sepnet: error: output folder '{locked / 'run'}' cannot be written (Permission denied); "
+            "choose another with hydra.run.dir=<folder> or fix its permissions"
+        )
     ]
     assert (locked / "kept.txt").read_text() == "earlier results"
