@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import secrets
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,9 +54,11 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it would call {found.group(1)} when loaded" if found else "it is not plain tensors and data"
         raise SepnetError(
-            f"checkpoint '{path}' holds objects a safe load refuses ({str(exc).splitlines()[0]}); "
-            f"only load checkpoints you trust, re-saved as plain tensors"
+            f"checkpoint '{path}' was refused: {what}, and sepnet never runs code from a checkpoint; "
+            f"use a checkpoint written by sepnet, or re-save a trusted one as a plain state_dict of tensors"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise SepnetError(f"checkpoint '{path}' cannot be read ({exc}); it may be truncated: use another checkpoint") from None

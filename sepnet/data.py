@@ -134,21 +134,47 @@ def with_beats(example: dict, track: Track, offset: int, samples: int, sample_ra
 class EpochSampler(Sampler):
     """Yields ``(epoch, index)`` keys, so each example's randomness depends on both.
 
+    Under DDP each rank takes every ``world_size``-th key from ``rank`` on: the
+    ranks together draw the same examples as one process would, none twice. When
+    ``examples`` does not divide, the last round goes on past ``examples`` (those
+    keys are as good as any: they only seed generators), so every rank steps the
+    same number of times. ``skip`` drops the first keys of one epoch: a run resumed
+    mid-epoch goes on with the examples it had not yet trained on.
     Lightning calls :meth:`set_epoch` at the start of every training epoch.
     """
 
-    def __init__(self, length: int):
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1):
         self.length = length
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
+        self.skip: tuple[int, int] | None = None  # (epoch, keys of this rank to drop)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.length
+        return (self.length + self.world_size - 1) // self.world_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, index) for index in range(self.length))
+        first = self.skip[1] if self.skip is not None and self.skip[0] == self.epoch else 0
+        indices = range(self.rank + first * self.world_size, len(self) * self.world_size, self.world_size)
+        return ((self.epoch, index) for index in indices)
+
+
+class ShardSampler(Sampler):
+    """Every ``world_size``-th index from ``rank`` on, without padding: DDP ranks share out a
+    validation set so that each example is scored exactly once (Lightning's own sampler
+    repeats examples to even the shares, which would bias ``val/sdr``)."""
+
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1):
+        self.indices = range(rank, length, world_size)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
 
 
 def example_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -338,6 +364,7 @@ class SeparationDataModule(L.LightningDataModule):
         self.cache: AudioCache | None = None
         self.tracks: dict[str, list[Track]] = {}
         self._stems_checked = False
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches done) of a resumed run
 
     @classmethod
     def from_folders(
@@ -446,15 +473,43 @@ class SeparationDataModule(L.LightningDataModule):
             beat_stem=self.stems.index("drums") if "drums" in self.stems else 0,
         )
 
+    def shard(self) -> tuple[int, int]:
+        """(rank, world_size) of this process: sepnet shards its data itself (the Trainer gets
+        ``use_distributed_sampler=False``), so the shares are explicit and deterministic."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
         dataset = self.train_dataset()
-        return self._loader(dataset, EpochSampler(len(dataset)))
+        sampler = EpochSampler(len(dataset), *self.shard())
+        if self._resume_at is not None:
+            epoch, batches_done = self._resume_at
+            sampler.skip = (epoch, batches_done * self.batch_size)
+        return self._loader(dataset, sampler)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(FixedChunks(self.tracks["valid"], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate))
+    def _fixed_chunks(self, split: str) -> FixedChunks:
+        return FixedChunks(self.tracks[split], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate)
+
+    def val_dataloader(self, sharded: bool = True) -> DataLoader:
+        """Validation chunks; under DDP this rank's share unless ``sharded=False``."""
+        dataset = self._fixed_chunks("valid")
+        return self._loader(dataset, ShardSampler(len(dataset), *(self.shard() if sharded else (0, 1))))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(FixedChunks(self.tracks["test"], self.val_chunk_samples, self.val_max_chunks_per_track, self.sample_rate))
+        dataset = self._fixed_chunks("test")
+        return self._loader(dataset, ShardSampler(len(dataset), *self.shard()))
+
+    # -- resuming: the examples are a function of (seed, epoch, index), so the
+    # position in the current epoch is all the data state a checkpoint needs --
+    def state_dict(self) -> dict:
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": trainer.current_epoch, "batches_done": progress.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_at = (state["epoch"], state["batches_done"]) if state else None
 
     def statistics_waveforms(self) -> Iterator[torch.Tensor]:
         """Unaugmented training mixtures (batch, channels, samples) for fitting the front end's statistics."""

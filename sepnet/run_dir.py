@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sepnet.errors import SepnetError
@@ -12,7 +13,7 @@ def ensure_writable(folder: str | Path, key: str = "hydra.run.dir") -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
+        probe = folder / f".write-test-{os.getpid()}"  # per process: DDP ranks probe the same folder at once
         probe.write_text("")
         probe.unlink()
     except OSError as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -24,15 +25,19 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.checkpoint import build_separator, read_checkpoint
-from sepnet.config import CONFIG_DIR, check_group_choices
+from sepnet.checkpoint_io import AtomicCheckpointIO
+from sepnet.config import CONFIG_DIR, check_group_choices, check_override_keys
 from sepnet.dashboards import ValidationMedia, finish_loggers
 from sepnet.errors import exit_on_user_error
+from sepnet.faults import GracefulStop, NonFiniteGuard, TrainingInterrupted, out_of_memory_error
 from sepnet.lineage import init_lineage
 from sepnet.metrics import chunk_sdr
 from sepnet.overfitting import OverfittingMonitor
+from sepnet.resume import StepSeed, keep_previous_metrics, resume_point
 from sepnet.run_dir import ensure_writable
 from sepnet.separation_module import CHECKPOINT_KEY, SeparationModule
 
@@ -69,7 +74,7 @@ def uniform_mask_sdr(datamodule, target_stems: list[str]) -> dict[str, float]:
     """Validation SDR of the trivial estimate mixture / number of stems, per target stem."""
     index = [datamodule.stems.index(s) for s in target_stems]
     scores = []
-    for batch in datamodule.val_dataloader():
+    for batch in datamodule.val_dataloader(sharded=False):
         estimate = batch["mixture"][:, None] / len(datamodule.stems)
         scores.append(chunk_sdr(batch["stems"][:, index], estimate.expand(-1, len(index), -1, -1)))
     per_stem = torch.cat(scores).mean(0)
@@ -106,14 +111,36 @@ def summarise(output_dir: Path, checkpoint: ModelCheckpoint, baseline: dict[str,
     return summary
 
 
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, output_dir: Path) -> L.Trainer:
+    """The configured Trainer with sepnet's fixed parts: atomic, safely loaded checkpoints, and data
+    sharded by the data module itself (explicit and deterministic under DDP)."""
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=output_dir,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+    )
+
+
 def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
-    """Train the run ``cfg`` describes; returns the trained module and the run's summary."""
+    """Train the run ``cfg`` describes; returns the trained module and the run's summary.
+
+    Under DDP every rank runs this; only rank 0 writes the config, checkpoints,
+    logs and summary (the summary of other ranks is empty).
+    """
+    point = resume_point(cfg, Path(cfg.paths.output_dir))
+    if point.run_dir != Path(cfg.paths.output_dir):
+        log.info("resuming %s: writing into its run dir %s", point.checkpoint, point.run_dir)
+        cfg.paths.output_dir = str(point.run_dir)
     output_dir = ensure_writable(Path(cfg.paths.output_dir))
-    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
+    if cfg.get("compile"):
+        module.separator.model.compile()  # in place: state_dict keys (and checkpoints) stay the same
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="best",
@@ -124,16 +151,26 @@ def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
         enable_version_counter=False,
     )
     loggers = build_loggers(cfg)
-    callbacks = [checkpoint, OverfittingMonitor()]
+    last = output_dir / "checkpoints" / "last.ckpt"
+    stop = GracefulStop(last)
+    callbacks = [checkpoint, NonFiniteGuard(last), stop, StepSeed(cfg.seed), OverfittingMonitor()]
     if loggers:
         callbacks += [LearningRateMonitor(logging_interval="epoch"), ValidationMedia()]
+    trainer = build_trainer(cfg, callbacks, loggers, output_dir)
+    if trainer.is_global_zero:
+        config_file = output_dir / "config_resolved.yaml"
+        if point.checkpoint is not None and config_file.exists():  # keep the original run's config
+            config_file = output_dir / f"config_resolved.resumed-{trainer.global_step}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+        OmegaConf.save(cfg, config_file, resolve=True)
+        if point.checkpoint is not None:
+            keep_previous_metrics(trainer.loggers)
         for logger in loggers:
             logger.log_hyperparams(module.run_config)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, default_root_dir=output_dir)
     try:
-        trainer.fit(module, datamodule=datamodule)
-        baseline = uniform_mask_sdr(datamodule, module.target_stems)
-        summary = summarise(output_dir, checkpoint, baseline)
+        fit(trainer, module, datamodule, point.checkpoint, stop, cfg)
+        summary = {}
+        if trainer.is_global_zero:
+            summary = summarise(output_dir, checkpoint, uniform_mask_sdr(datamodule, module.target_stems))
     except BaseException:
         finish_loggers(loggers, exit_code=1)
         raise
@@ -141,10 +178,34 @@ def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
     return module, summary
 
 
+def fit(trainer: L.Trainer, module: SeparationModule, datamodule, ckpt_path: str | None, stop: GracefulStop, cfg) -> None:
+    """``trainer.fit``, with a signal-stopped run and an out-of-memory error turned into one clear line."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        if stop.interrupted is not None:
+            raise stop.interrupted from None
+        raise
+    except Exception as exc:
+        oom = out_of_memory_error(exc, cfg.data.batch_size, cfg.data.chunk_seconds)
+        if oom is not None:
+            raise oom from None
+        raise
+
+
 @exit_on_user_error
 def train(cfg: DictConfig) -> float | None:
-    """Train the run ``cfg`` describes; returns its best ``val/sdr`` (None if validation never ran)."""
-    return run_training(cfg)[1]["best_val_sdr"]
+    """Train the run ``cfg`` describes; returns its best ``val/sdr`` (None if validation never ran).
+
+    A run stopped by SIGTERM/Ctrl-C saves ``last.ckpt``, prints how to resume and
+    exits with ``128 + signal`` (143 for SIGTERM, 130 for Ctrl-C).
+    """
+    try:
+        return run_training(cfg)[1].get("best_val_sdr")
+    except TrainingInterrupted as stopped:
+        run_dir = stopped.checkpoint.parent.parent if stopped.checkpoint is not None else cfg.paths.output_dir
+        print(f"sepnet: {stopped}; continue with: python -m sepnet.train resume={run_dir}", file=sys.stderr, flush=True)
+        sys.exit(128 + stopped.signum)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
@@ -154,4 +215,5 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     check_group_choices(sys.argv[1:])
+    check_override_keys("train", sys.argv[1:])
     main()

@@ -1,0 +1,156 @@
+"""Continuing a run exactly where it stopped.
+
+    python -m sepnet.train resume=outputs/crnn/2026-01-05_19-25-01          # the run dir: its checkpoints/last.ckpt
+    python -m sepnet.train resume=outputs/crnn/.../checkpoints/last.ckpt
+    python -m sepnet.train hydra.run.dir=outputs/crnn/run1 ckpt_path=last   # same command after every preemption
+
+Lightning restores model, optimiser, scheduler, epoch, global step and the
+callbacks' state from the checkpoint. The rest of a run's randomness is keyed so
+that it needs no saved stream: training examples by ``(seed, epoch, index)``
+(:mod:`sepnet.data`, whose ``state_dict`` records how far into the epoch the run
+got) and the model's own randomness (dropout) by ``(seed, rank, global step)``
+(:class:`StepSeed`). A resumed run therefore ends with the same weights as an
+uninterrupted one.
+
+A resumed run keeps writing into the run dir its checkpoint came from, and adds
+to its ``metrics.csv`` instead of replacing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sepnet.checkpoint import read_checkpoint
+from sepnet.errors import SepnetError
+from sepnet.separation_module import CHECKPOINT_KEY
+
+log = logging.getLogger(__name__)
+
+LAST = "last.ckpt"
+# What must match between a checkpoint and the run that resumes it.
+MUST_MATCH = ("model", "frontend", "data.stems")
+
+
+@dataclass
+class ResumePoint:
+    """Where a run continues from: ``checkpoint`` (None: a fresh start) and the run dir to write into."""
+
+    checkpoint: Path | None
+    run_dir: Path
+
+
+def run_dir_of(checkpoint: Path, default: Path) -> Path:
+    """The run dir a checkpoint belongs to (``<run>/checkpoints/x.ckpt``), else ``default``."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else default
+
+
+def resume_point(cfg: DictConfig, output_dir: Path) -> ResumePoint:
+    """Resolve ``resume`` (a run dir or a checkpoint) and ``ckpt_path`` (``last`` or a checkpoint).
+
+    ``ckpt_path=last`` with no ``last.ckpt`` in this run's dir is a fresh start, so
+    a preemptible job can be requeued with one unchanging command. Every other
+    named checkpoint must exist, load safely and describe the same model.
+    """
+    resume, ckpt_path = cfg.get("resume"), cfg.get("ckpt_path")
+    if resume is not None and ckpt_path is not None:
+        raise SepnetError("both resume and ckpt_path are set; give one: resume=<run dir or .ckpt> or ckpt_path=last")
+    if resume is None and ckpt_path is None:
+        return ResumePoint(None, output_dir)
+    if ckpt_path == "last":
+        last = output_dir / "checkpoints" / LAST
+        if not last.is_file():
+            log.info("ckpt_path=last: no %s yet, starting a fresh run", last)
+            return ResumePoint(None, output_dir)
+        point = ResumePoint(last, output_dir)
+    else:
+        key, given = ("resume", resume) if resume is not None else ("ckpt_path", ckpt_path)
+        path = Path(str(given)).expanduser()
+        if path.is_dir():
+            path = path / "checkpoints" / LAST
+            if not path.is_file():
+                raise SepnetError(
+                    f"{key}={given}: the run dir has no checkpoints/{LAST}; name a .ckpt file or a run dir "
+                    f"that saved one (a run saves last.ckpt after its first epoch)"
+                )
+        elif not path.is_file():
+            raise SepnetError(f"{key}={given} does not exist; pass a run dir (outputs/<run>/<time>) or a .ckpt file")
+        point = ResumePoint(path, run_dir_of(path, output_dir))
+    check_compatible(point.checkpoint, cfg)
+    # sepnet's data module goes on mid-epoch by itself (its state_dict), which Lightning cannot see.
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    return point
+
+
+def _select(container: dict, dotted: str):
+    node = container
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _differences(saved, current, prefix: str) -> list[str]:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        keys = sorted(set(saved) | set(current))
+        return [d for k in keys for d in _differences(saved.get(k), current.get(k), f"{prefix}.{k}")]
+    return [] if saved == current else [f"{prefix}={saved!r} in the checkpoint but {current!r} here"]
+
+
+def check_compatible(checkpoint: Path, cfg: DictConfig) -> None:
+    """Refuse (one line) a checkpoint that is unsafe, not sepnet's, or of another model than ``cfg``."""
+    raw = read_checkpoint(checkpoint)
+    info = raw.get(CHECKPOINT_KEY)
+    if info is None or "state_dict" not in raw or "loops" not in raw:
+        raise SepnetError(
+            f"'{checkpoint}' is not a checkpoint sepnet.train wrote (no training state to resume); "
+            f"to start from its weights use init.pretrained=<path> instead of resume"
+        )
+    current = OmegaConf.to_container(cfg, resolve=True)
+    for key in MUST_MATCH:
+        differences = _differences(_select(info["config"], key), _select(current, key), key)
+        if differences:
+            raise SepnetError(
+                f"cannot resume from '{checkpoint}': {differences[0]}; repeat the run's own overrides "
+                f"(its .hydra/overrides.yaml) or start a new run without resume"
+            )
+
+
+def keep_previous_metrics(loggers: list) -> None:
+    """Stop Lightning's CSVLogger from deleting an existing ``metrics.csv``: a resumed run appends to it."""
+    for logger in loggers:
+        if not isinstance(logger, L.pytorch.loggers.CSVLogger):
+            continue
+        metrics = Path(logger.log_dir) / "metrics.csv"
+        if metrics.is_file():
+            kept = metrics.read_bytes()
+            with warnings.catch_warnings():  # its "previous log files will be deleted" is not true here
+                warnings.simplefilter("ignore")
+                writer = logger.experiment  # creating the writer deletes an existing metrics.csv ...
+            metrics.write_bytes(kept)  # ... so it is put back, and new rows go under its header
+            header = kept.decode().partition("\n")[0].strip()
+            writer.metrics_keys = header.split(",") if header else []
+
+
+class StepSeed(L.Callback):
+    """Seed torch's global generator from ``(seed, rank, global step)`` before every training step.
+
+    The model's randomness (dropout) then depends on the step alone, not on how
+    many random numbers were drawn before it: a resumed run draws what the
+    uninterrupted one drew.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        key = [self.seed, trainer.global_rank, trainer.global_step]
+        torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0] >> 1))
