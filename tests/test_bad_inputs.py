@@ -42,7 +42,12 @@ def fingerprint(root: Path) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+SKIP_HINT = " (or set data.on_error=skip to leave broken tracks out)"
+
+
 def load(root: Path, **kwargs) -> SeparationDataModule:
+    # The decoded-audio cache lives beside the data, so the data folder itself is only read.
+    kwargs.setdefault("cache_dir", str(root.parent / "cache"))
     data = SeparationDataModule(StemFolderSource(str(root)), chunk_seconds=0.2, val_chunk_seconds=0.2, **kwargs)
     data.prepare_data()
     data.setup("fit")
@@ -68,7 +73,7 @@ def vocals(root: Path) -> Path:
 
 def test_empty_wav(dataset):
     sf.write(vocals(dataset), np.zeros((0, 2), np.float32), RATE)
-    expect_error(dataset, f"'{vocals(dataset)}' is empty (0 samples); re-export it or remove the track")
+    expect_error(dataset, f"'{vocals(dataset)}' is empty (0 samples); re-export it or remove the track" + SKIP_HINT)
 
 
 def test_truncated_wav(dataset):
@@ -76,7 +81,7 @@ def test_truncated_wav(dataset):
     expect_error(
         dataset,
         f"'{vocals(dataset)}' is not a readable audio file (soundfile: Error in WAV file. No 'data' chunk marker.); "
-        "re-export it as WAV/FLAC or remove the track",
+        "re-export it as WAV/FLAC or remove the track" + SKIP_HINT,
     )
 
 
@@ -85,7 +90,7 @@ def test_non_audio_file_named_wav(dataset):
     expect_error(
         dataset,
         f"'{vocals(dataset)}' is not a readable audio file (soundfile: Format not recognised.); "
-        "re-export it as WAV/FLAC or remove the track",
+        "re-export it as WAV/FLAC or remove the track" + SKIP_HINT,
     )
 
 
@@ -94,26 +99,28 @@ def test_nan_samples(dataset):
     audio[100, 1] = np.nan
     sf.write(vocals(dataset), audio, RATE, subtype="FLOAT")
     expect_error(
-        dataset, f"'{vocals(dataset)}' contains NaN/Inf samples; re-export it (e.g. as 24-bit PCM) or remove the track"
+        dataset, f"'{vocals(dataset)}' contains NaN/Inf samples; re-export it (e.g. as 24-bit PCM) or remove the track" + SKIP_HINT
     )
 
 
 def test_three_channel_file(dataset):
     sf.write(vocals(dataset), np.zeros((RATE, 3), np.float32), RATE)
-    expect_error(dataset, f"'{vocals(dataset)}' has 3 channels; sepnet reads mono or stereo: downmix it to stereo first")
+    expect_error(dataset, f"'{vocals(dataset)}' has 3 channels; sepnet reads mono or stereo: downmix it to stereo first" + SKIP_HINT)
 
 
 def test_missing_stem(dataset):
     vocals(dataset).unlink()
     expect_error(
-        dataset, "track 'train_song' has no file for stem(s) vocals; add <stem>.wav to its folder or remove the track"
+        dataset,
+        f"folder '{dataset / 'train' / 'train_song'}' has no file for stem(s) vocals "
+        "(looked for <stem>.wav/.flac/.ogg/.mp3/.aiff); add it or remove the track" + SKIP_HINT,
     )
 
 
 def test_unknown_stem_name(dataset):
     expect_error(
         dataset,
-        "unknown stem(s) piano in data.stems; valid stems: bass, drums, other, vocals",
+        f"data.stems has piano, which '{dataset / 'train'}' does not hold; valid stems: bass, drums, other, vocals",
         stems=["bass", "piano"],
     )
 
@@ -132,7 +139,7 @@ def test_one_sample_track_is_skipped_by_name_and_a_split_of_only_such_tracks_is_
         sf.write(dataset / "train" / "train_song" / f"{stem}.wav", np.zeros((1, 2), np.float32), RATE)
     expect_error(
         dataset,
-        f"the train split of '{dataset}' has no usable track (each needs all of bass, drums, other, vocals "
+        f"the train split of '{dataset / 'train'}' has no usable track (each needs all of bass, drums, other, vocals "
         "and at least 0.2 s)",
     )
 
@@ -191,7 +198,7 @@ def test_corrupt_file_through_the_entry_point_is_one_line(dataset, tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"sepnet: error: '{vocals(dataset)}' is not a readable audio file (soundfile: Format not recognised.); "
-        "re-export it as WAV/FLAC or remove the track"
+        "re-export it as WAV/FLAC or remove the track" + SKIP_HINT
     )
     assert not (run_dir / "checkpoints").exists()
 
