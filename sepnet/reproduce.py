@@ -225,7 +225,7 @@ class ChainRunner:
             seconds += self.call(step, self.evaluate_command(str(out / BEST), step.knobs, scored))
             if self.dry_run:
                 return []
-            score = test_score(read_json(scored / "results.json", step))
+            score = evaluate_score(read_json(scored / "results.json", step))
             weights = step.weights or [1 / len(parents)] * len(parents)
             label = ", ".join(f"{p} x{w:.2g}" for p, w in zip(parents, weights))
             return [self.row(step, label, score, measured_as(step.knobs), step.documented, seconds, out)]
@@ -235,7 +235,7 @@ class ChainRunner:
                 seconds = self.call(step, self.evaluate_command(ckpt, step.knobs, out))
                 if self.dry_run:
                     return []
-                score = test_score(read_json(out / "results.json", step))
+                score = evaluate_score(read_json(out / "results.json", step))
                 return [self.row(step, parents[0], score, measured_as(step.knobs), step.documented, seconds, out)]
             key, documented = step.sweep
             seconds = self.call(step, self.evaluate_command(ckpt, step.knobs, out, [f"{key}={','.join(documented)}"]))
@@ -244,7 +244,7 @@ class ChainRunner:
             rows = []
             for job, value, results in sweep_jobs(out, key, step):
                 row = self.row(
-                    step, parents[0], test_score(results), measured_as((*step.knobs, f"{key}={value}")),
+                    step, parents[0], evaluate_score(results), measured_as((*step.knobs, f"{key}={value}")),
                     documented.get(value, "-"), seconds / max(1, len(documented)), job,
                 )  # fmt: skip
                 row.step = f"{step.name} [{knob_label([f'{key}={value}'])}]"
@@ -264,7 +264,7 @@ class ChainRunner:
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
 
-def test_score(results: dict) -> tuple[float | None, dict]:
+def evaluate_score(results: dict) -> tuple[float | None, dict]:
     """``(mean SDR, {stem: SDR})`` of an evaluate run's ``results.json``."""
     return results.get("sdr"), results.get("sdr_per_stem") or {}
 
