@@ -1,4 +1,5 @@
-# sepnet: `make train` trains the default model on the embedded data; `make test` runs the tests.
+# sepnet: `make train` trains the default model on the embedded data; `make test` runs the tests;
+# `make reproduce` runs the research log's chain (train, fine-tune, merge, sweep, evaluate) at a smoke budget.
 # Both create .venv (torch pinned to the CPU wheel 2.13.0) and install sepnet into it first.
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,7 +9,7 @@ ARGS ?=
 # See sepnet/__init__.py: OpenMP threads that spin at barriers stall whenever a core is shared.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: train test install system-deps clean
+.PHONY: train test reproduce install system-deps clean
 
 install: $(INSTALLED)
 
@@ -32,6 +33,10 @@ system-deps:
 
 train: $(INSTALLED)
 	$(BIN)/python -m sepnet.train $(ARGS)
+
+# The research log's whole chain at the smoke budget (ARGS='reproduce.budget=full' for the real one).
+reproduce: $(INSTALLED)
+	$(BIN)/python -m sepnet.reproduce $(ARGS)
 
 test: $(INSTALLED) system-deps
 	$(BIN)/python -m pytest -q $(ARGS)
