@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import os
 import subprocess
 import sys
@@ -47,6 +49,12 @@ def test_train_multirun_each_job_its_own_offline_wandb_run(tmp_path, tiny_data_r
         assert list((run / "files" / "media" / "audio").rglob("*.wav")), "no audio example"
         run_ids.add(log.stem)
     assert len(run_ids) == 2
+
+    # The sweep table at the sweep root: one row per job, the swept value beside its val/sdr.
+    rows = list(csv.DictReader((sweep / "sweep.csv").open()))
+    assert [row["optim.lr"] for row in rows] == ["0.001", "0.0001"]
+    assert all(row["best_val_sdr"] for row in rows)
+    assert "| optim.lr |" in (sweep / "sweep.md").read_text()
 
     png, markdown = compare([sweep])
     assert png == sweep / "compare.png" and png.is_file()
