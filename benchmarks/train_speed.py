@@ -56,6 +56,8 @@ def measure(
     if compile_model:
         module.separator.model.compile()
     optimizer = module.configure_optimizers()
+    if isinstance(optimizer, dict):  # with a scheduler: {"optimizer": ..., "lr_scheduler": ...}
+        optimizer = optimizer["optimizer"]
     rate = cfg.frontend.sample_rate
     samples = round(chunk_seconds * rate)
     generator = torch.Generator().manual_seed(0)

@@ -52,16 +52,19 @@ class SpectralTargets:
         ``none`` weighs every time-frequency bin alike; ``magnitude`` weighs each by
         the mixture's magnitude (normalised to mean 1 per example), so the loud bins
         that decide the SDR decide the loss too, and near-silent bins, whose ideal
-        mask is arbitrary, barely count.
+        mask is arbitrary, barely count; ``power`` weighs by the squared magnitude,
+        the weight a bin's mask error has in the SDR's error energy.
         """
         if weighting == "none":
             return per_bin.mean()
         weights = self.mixture_magnitude.float()[:, None]
+        if weighting == "power":
+            weights = weights.square()
         weights = weights / (weights.mean(dim=(-3, -2, -1), keepdim=True) + IRM_EPS)
         return (per_bin * weights).mean()
 
 
-WEIGHTINGS = ("none", "magnitude")
+WEIGHTINGS = ("none", "magnitude", "power")
 
 
 class MaskBCELoss(nn.Module):

@@ -143,6 +143,10 @@ def load_pretrained(separator: Separator, path: str | Path, strict: bool = True)
     matching = {k: v for k, v in model_parent.items() if k in model_own and v.shape == model_own[k].shape}
     report.loaded = [k[strip:] for k in matching]
     model = type(separator.model).__name__
+    parent_target = (((info or {}).get("config") or {}).get("model") or {}).get("_target_", "")
+    parent_model = parent_target.rsplit(".", 1)[-1]
+    if parent_model and parent_model != model:  # say so: the commonest cause is a checkpoint of another model
+        model = f"{model} (it is a {parent_model} checkpoint)"
     if strict and not report.complete:
         raise SepnetError(
             f"init.pretrained '{path}' does not fit {model}: {report.summary()}; "

@@ -97,3 +97,27 @@ def tiny_checkpoint(tiny_data_root, tmp_path_factory) -> Path:
     cfg = compose_config("train", [f"data.source.root={tiny_data_root}", *TINY_SOURCE, *TINY_RUN, "logger=none"], run_dir)
     _, summary = run_training(cfg)
     return Path(summary["best_checkpoint"])
+
+
+def write_fresh_checkpoint(cfg, path, seed: int, fill_statistics: float | None = None) -> dict:
+    """A sepnet checkpoint of an untrained module (as on_save_checkpoint writes it), with distinct buffers."""
+    import torch
+
+    from sepnet import checkpoint
+    from sepnet.separation_module import CHECKPOINT_KEY
+    from sepnet.train import build_module
+
+    torch.manual_seed(seed)
+    module = build_module(cfg)
+    state = module.state_dict()
+    for key, value in state.items():
+        if key.endswith("running_mean"):
+            value.normal_()
+        elif key.endswith("num_batches_tracked"):
+            value.fill_(seed * 10 + 1)
+    if fill_statistics is not None:
+        state["separator.front_end.bin_mean"].fill_(fill_statistics)
+        state["separator.front_end.fitted"].fill_(True)
+    raw = {"state_dict": state, CHECKPOINT_KEY: {"config": module.run_config, "lineage": module.lineage, "metrics": {"val/sdr": float(seed)}, "epoch": 0}}
+    checkpoint.write_checkpoint(raw, path)
+    return state

@@ -97,6 +97,18 @@ def test_magnitude_weighting_ignores_silent_bins():
     torch.testing.assert_close(MaskBCELoss("magnitude")(masks, targets), perfect)
 
 
+def test_power_weighting_favours_loud_bins_over_magnitude_weighting():
+    targets = make_targets()
+    targets.mixture_magnitude.fill_(1.0)
+    targets.mixture_magnitude[..., :4, :] = 10.0  # a few loud bins
+    wrong_loud = targets.ideal_masks.clone()
+    wrong_loud[..., :4, :] = 1 - wrong_loud[..., :4, :]
+    # An error in the loud bins weighs 10x (magnitude) or 100x (power) one elsewhere.
+    excess = {w: (MaskBCELoss(w)(wrong_loud, targets) - MaskBCELoss(w)(targets.ideal_masks, targets)).item()
+             for w in ("magnitude", "power")}
+    assert excess["power"] > excess["magnitude"] > 0
+
+
 def test_unknown_weighting_is_refused():
     with pytest.raises(ValueError, match="weighting"):
         MaskBCELoss("loud")

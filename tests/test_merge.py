@@ -5,29 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose_config
+from conftest import compose_config, write_fresh_checkpoint
 from sepnet import checkpoint
 from sepnet.merge import merge
 from sepnet.separation_module import CHECKPOINT_KEY
 from sepnet.train import build_module
-
-
-def write_fresh_checkpoint(cfg, path, seed: int, fill_statistics: float | None = None) -> dict:
-    """A sepnet checkpoint of an untrained module (as on_save_checkpoint writes it), with distinct buffers."""
-    torch.manual_seed(seed)
-    module = build_module(cfg)
-    state = module.state_dict()
-    for key, value in state.items():
-        if key.endswith("running_mean"):
-            value.normal_()
-        elif key.endswith("num_batches_tracked"):
-            value.fill_(seed * 10 + 1)
-    if fill_statistics is not None:
-        state["separator.front_end.bin_mean"].fill_(fill_statistics)
-        state["separator.front_end.fitted"].fill_(True)
-    raw = {"state_dict": state, CHECKPOINT_KEY: {"config": module.run_config, "lineage": module.lineage, "metrics": {"val/sdr": float(seed)}, "epoch": 0}}
-    checkpoint.write_checkpoint(raw, path)
-    return state
 
 
 def merge_config(tmp_path, *overrides):
