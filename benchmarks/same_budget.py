@@ -32,15 +32,26 @@ README = HERE / "README.md"
 START, END = "<!-- same-budget:start -->", "<!-- same-budget:end -->"
 
 
+def hydra_value(value) -> str:
+    """A YAML value in Hydra's override grammar: true/false, [a,b], {k:v}."""
+    if isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def overrides(items: list) -> list[str]:
     """YAML ``[{key: value}, "key=value", ...]`` -> Hydra override strings."""
     out = []
     for item in items:
         if isinstance(item, dict):
-            out += [f"{k}={json.dumps(v) if isinstance(v, bool) else v}" for k, v in item.items()]
+            out += [f"{k}={hydra_value(v)}" for k, v in item.items()]
         else:
             out.append(str(item))
-    return [o.replace("=True", "=true").replace("=False", "=false") for o in out]
+    return out
 
 
 def last_epoch_sdr(run_dir: Path) -> float | None:

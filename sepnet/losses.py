@@ -31,7 +31,7 @@ class SpectralTargets:
     mixture_magnitude: torch.Tensor
 
     @classmethod
-    def from_spectrograms(cls, stem_specs: torch.Tensor, target_index: list[int], mixture_spec: torch.Tensor) -> "SpectralTargets":
+    def from_spectrograms(cls, stem_specs: torch.Tensor, target_index: list[int], mixture_spec: torch.Tensor) -> SpectralTargets:
         """Build targets from complex STFTs.
 
         Args:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import TINY_RUN, TINY_SOURCE, compose_config, write_fresh_checkpoint
+
 from sepnet.data import SeparationDataModule
 from sepnet.errors import SepnetError
 from sepnet.sources import StemFolderSource
@@ -262,10 +262,10 @@ def test_pretrained_checkpoint_of_another_model(unet_checkpoint, tiny_data_root,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"sepnet: error: init.pretrained '{unet_checkpoint}' does not fit CRNN (it is a UNetCRNN checkpoint): "
+        (f"sepnet: error: init.pretrained '{unet_checkpoint}' does not fit CRNN (it is a UNetCRNN checkpoint): "
         "0 missing, 0 unexpected, 3 shape-mismatched (decoder.0.conv.weight [16, 8, 4, 3] vs [8, 8, 4, 3], "
         "decoder.1.conv.weight [16, 4, 4, 3] vs [8, 4, 4, 3], decoder.2.conv.weight [8, 8, 4, 3] vs [4, 8, 4, 3]) "
-        "[parent vs model]; use the parent's model settings, or init.strict=false to load the 48 matching tensors"
+        "[parent vs model]; use the parent's model settings, or init.strict=false to load the 48 matching tensors")
     ]
     assert not (run_dir / "checkpoints").exists()
     assert unet_checkpoint.stat().st_size > 0
@@ -279,8 +279,8 @@ def test_merge_of_checkpoints_of_different_models(tiny_checkpoint, unet_checkpoi
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"sepnet: error: cannot merge '{tiny_checkpoint}' vs '{unet_checkpoint}': model._target_ is "
-        "'sepnet.models.CRNN' vs 'sepnet.models.UNetCRNN'; merge checkpoints of one model and front end"
+        (f"sepnet: error: cannot merge '{tiny_checkpoint}' vs '{unet_checkpoint}': model._target_ is "
+        "'sepnet.models.CRNN' vs 'sepnet.models.UNetCRNN'; merge checkpoints of one model and front end")
     ]
     assert not out.exists()
     assert [p.read_bytes() for p in (tiny_checkpoint, unet_checkpoint)] == before

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import compose_config, write_fresh_checkpoint
+
 from sepnet import checkpoint
 from sepnet.merge import merge
-from sepnet.separation_module import CHECKPOINT_KEY
-from sepnet.train import build_module
 
 
 def merge_config(tmp_path, *overrides):
@@ -28,7 +26,7 @@ def test_weighted_mean_is_elementwise_and_weights_are_normalised(tiny_run, tmp_p
     state = merged["state_dict"]
     averaged = 0
     for key, value in state.items():
-        if key.endswith("num_batches_tracked") or key.endswith("fitted"):
+        if key.endswith(("num_batches_tracked", "fitted")):
             assert torch.equal(value, a[key]), key  # integer/bool buffers: the first's, never averaged
         elif key.startswith("separator.front_end.bin_"):
             assert torch.equal(value, a[key]), key  # statistics differ: the first's
