@@ -71,11 +71,12 @@ class MaskBCELoss(nn.Module):
     """Binary cross-entropy between predicted masks and ideal ratio masks (the log's loss).
 
     Args:
-        weighting: ``magnitude`` (default) weighs each bin by the mixture's magnitude;
-            ``none`` is the plain mean over bins, as the research log trained.
+        weighting: ``power`` (default) weighs each bin by the mixture's squared magnitude,
+            ``magnitude`` by its magnitude; ``none`` is the plain mean over bins, as the
+            research log trained.
     """
 
-    def __init__(self, weighting: str = "magnitude"):
+    def __init__(self, weighting: str = "power"):
         super().__init__()
         if weighting not in WEIGHTINGS:
             raise ValueError(f"loss.weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
@@ -102,10 +103,10 @@ class FocalMaskLoss(nn.Module):
     Args:
         gamma: focusing exponent (0: plain BCE; 2: the usual focal setting).
         alpha: weight of the "on" term in [0, 1] (the "off" term gets 1-alpha); None weights both 1.
-        weighting: ``magnitude`` or ``none``, as for :class:`MaskBCELoss`.
+        weighting: ``power``, ``magnitude`` or ``none``, as for :class:`MaskBCELoss`.
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: float | None = None, weighting: str = "magnitude"):
+    def __init__(self, gamma: float = 2.0, alpha: float | None = None, weighting: str = "power"):
         super().__init__()
         if weighting not in WEIGHTINGS:
             raise ValueError(f"loss.weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
