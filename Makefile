@@ -9,7 +9,7 @@ ARGS ?=
 # See sepnet/__init__.py: OpenMP threads that spin at barriers stall whenever a core is shared.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: train test reproduce install system-deps clean
+.PHONY: train test lint reproduce install system-deps clean
 
 install: $(INSTALLED)
 
@@ -38,8 +38,12 @@ train: $(INSTALLED)
 reproduce: $(INSTALLED)
 	$(BIN)/python -m sepnet.reproduce $(ARGS)
 
-test: $(INSTALLED) system-deps
+# Lint first (a second), then the whole suite.
+test: $(INSTALLED) system-deps lint
 	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

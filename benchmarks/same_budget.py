@@ -67,7 +67,7 @@ def run(name: str, extra: list[str], out_root: Path) -> dict:
     command = [sys.executable, "-m", "sepnet.train", *extra, f"hydra.run.dir={run_dir}", f"run_name=same_budget_{run_dir.name}"]
     print(f"[{name}] {' '.join(command[3:])}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", file=sys.stderr)

@@ -21,6 +21,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import soundfile as sf
@@ -172,7 +173,7 @@ def read_stream(path: str | os.PathLike, stream: int, sample_rate: int | None = 
         import stempeg
 
         data, file_rate = stempeg.read_stems(str(path), stem_id=stream, ffmpeg_format="f32le", dtype=np.float32)
-    except Exception as exc:  # noqa: BLE001 - ffmpeg/stempeg raise many kinds; all mean "cannot decode"
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise SepnetError(
             f"cannot decode stream {stream} of {_q(path)} with ffmpeg ({reason}); check the file "
@@ -248,7 +249,7 @@ class AudioWriter:
         self._fd: int | None = None
         self._file: sf.SoundFile | None = None
 
-    def __enter__(self) -> "AudioWriter":
+    def __enter__(self) -> Self:
         _make_parent_dir(self.path)
         if self.path.is_dir():
             raise SepnetError(f"cannot write audio to {_q(self.path)}: it is a directory; choose a file name")
@@ -294,7 +295,7 @@ class AudioWriter:
         if self._file is not None and not self._file.closed:
             try:
                 self._file.close()
-            except Exception:  # noqa: BLE001 - already failing; the temp file goes anyway
+            except Exception:  # noqa: BLE001, S110 - already failing; the temp file goes anyway
                 pass
         if self._fd is not None:
             os.close(self._fd)

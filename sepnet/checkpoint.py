@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import pickle
-import secrets
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 

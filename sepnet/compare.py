@@ -25,10 +25,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from sepnet.errors import SepnetError, exit_on_user_error  # noqa: E402
-from sepnet.overfitting import Divergence, find_divergence  # noqa: E402
+from sepnet.errors import SepnetError, exit_on_user_error
+from sepnet.overfitting import Divergence, find_divergence
 
 METRICS = Path("logs") / "metrics.csv"
 
@@ -58,7 +58,7 @@ class RunCurves:
 
     def divergence(self, patience: int) -> Divergence | None:
         validated = [i for i, s in enumerate(self.val_sdr) if not math.isnan(s) or not math.isnan(self.val_loss[i])]
-        pick = lambda values: [values[i] for i in validated]  # noqa: E731
+        pick = lambda values: [values[i] for i in validated]
         return find_divergence(pick(self.epochs), pick(self.train_loss), pick(self.val_loss), pick(self.val_sdr), patience)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
 
@@ -41,7 +42,7 @@ def exit_on_user_error(main: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - re-raised unless it is the user's mistake
+        except Exception as exc:
             user_error = user_error_in(exc)
             if user_error is None:
                 raise

@@ -309,8 +309,10 @@ def run_evaluation(cfg: DictConfig) -> dict:
     summary = write_outputs(output_dir, results, per_track, stems)
     if report is not None:
         notes = [
-            f"checkpoint {loaded.path}, split {cfg.split}, {len(per_track)} tracks at {rate} Hz; "
-            f"mask_scale {knobs['mask_scale']}, threshold {knobs['threshold']}, gain {gain_source}",
+            (
+                f"checkpoint {loaded.path}, split {cfg.split}, {len(per_track)} tracks at {rate} Hz; "
+                f"mask_scale {knobs['mask_scale']}, threshold {knobs['threshold']}, gain {gain_source}"
+            ),
             "SDR: BSSEval v4 (median over 1 s frames); g*: least-squares optimal output gain.",
         ]
         report.write(output_dir / "report.html", f"sepnet evaluation: {Path(cfg.ckpt).name}", per_stem, notes)

@@ -13,9 +13,9 @@ import base64
 import html
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -133,11 +133,13 @@ class ListeningReport:
         parts = [
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
             f"<title>{html.escape(title)}</title>",
-            "<style>body{font-family:sans-serif;margin:1.5em;color:#222;background:#fff}"
-            "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right}"
-            "th:first-child,td:first-child{text-align:left}.players{display:grid;grid-template-columns:repeat(2,max-content);"
-            "gap:.3em 1.2em;align-items:center}section{border-top:2px solid #ddd;margin-top:1.2em;padding-top:.5em}"
-            "img{max-width:100%;border:1px solid #ddd}.note{color:#555;font-size:.9em}</style></head><body>",
+            (
+                "<style>body{font-family:sans-serif;margin:1.5em;color:#222;background:#fff}"
+                "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right}"
+                "th:first-child,td:first-child{text-align:left}.players{display:grid;grid-template-columns:repeat(2,max-content);"
+                "gap:.3em 1.2em;align-items:center}section{border-top:2px solid #ddd;margin-top:1.2em;padding-top:.5em}"
+                "img{max-width:100%;border:1px solid #ddd}.note{color:#555;font-size:.9em}</style></head><body>"
+            ),
             f"<h1>{html.escape(title)}</h1>",
         ]
         parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]

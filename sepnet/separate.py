@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import re
 import sys
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -135,6 +137,49 @@ def _resampler(from_rate: int, to_rate: int, channels: int):
     return lambda block, last=False: stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
 
 
+def _read_ahead(blocks, depth: int = 2):
+    """Iterate ``blocks`` (a generator) in a background thread, ``depth`` items ahead.
+
+    Decoding and resampling (soundfile, soxr and numpy release the GIL) then overlap
+    the model's forward pass instead of waiting for it; an exception in the
+    generator is re-raised here, and leaving the loop early stops the thread.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in blocks:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            items.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="sepnet-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        if hasattr(blocks, "close"):  # release the file it reads when we stopped early
+            blocks.close()
+
+
 def separate_file(runner: OverlapAdd, job: Job, out: Path, gain: float, accompaniment: bool, suffix: str = ".wav") -> list[Path]:
     """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written."""
     info = audio_info(job.audio)
@@ -192,7 +237,7 @@ def separate_file(runner: OverlapAdd, job: Job, out: Path, gain: float, accompan
                 writers[-1].write(take_mixture(estimates.shape[-1]) - estimates[0])
             written += estimates.shape[-1]
 
-        for estimates in runner.stream(model_blocks()):
+        for estimates in runner.stream(_read_ahead(model_blocks())):
             estimates = estimates * np.float32(gain)
             write(to_input(estimates.reshape(-1, estimates.shape[-1]).T))
         write(to_input(np.zeros((0, 2 * len(stems)), np.float32), last=True))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -86,7 +87,7 @@ class SeparationModule(L.LightningModule):
                 f"use submodules such as {', '.join(names)} (e.g. freeze=encoder)"
             ) from None
 
-    def train(self, mode: bool = True) -> "SeparationModule":
+    def train(self, mode: bool = True) -> SeparationModule:
         """As ``nn.Module.train``, but frozen submodules always stay in eval mode."""
         super().train(mode)
         for submodule in self.frozen:

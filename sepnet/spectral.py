@@ -15,7 +15,7 @@ normalisation than it was trained with (the research log lost 55 runs to that).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

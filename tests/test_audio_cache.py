@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import TINY_RUN, compose_config, write_track
 from hydra.utils import instantiate
 
-from conftest import TINY_RUN, compose_config, write_track
 from sepnet import audio_cache
 from sepnet.audio_cache import AudioCache, resolve_cache_dir
 from sepnet.errors import SepnetError

@@ -9,8 +9,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import TINY_SOURCE, compose_config, write_track
+
 from sepnet.check_data import run_check
 
 SMALL = ["data.chunk_seconds=1.0", "data.val_chunk_seconds=2.0", "data.batch_size=4", "data.stats_chunks=8"]

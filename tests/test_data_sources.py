@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import TINY_RUN, compose_config, write_track
 from hydra.utils import instantiate
 
-from conftest import TINY_RUN, compose_config, write_track
 from sepnet import sources
 from sepnet.errors import SepnetError, user_error_in
 

@@ -15,8 +15,8 @@ from io import BytesIO
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import TINY_SOURCE, compose_config
+
 from sepnet.bsseval import framewise_sdr, track_sdr
 from sepnet.evaluate import run_evaluation
 from sepnet.scoring import aggregate, score_track
@@ -142,7 +142,7 @@ def test_mask_scale_multirun_writes_a_sweep_table(tiny_checkpoint, tiny_data_roo
         sys.executable, "-m", "sepnet.evaluate", "-m", "eval.mask_scale=0.5,1.0,2.0", "report=false", "eval.max_tracks=1",
         *evaluate_overrides(tiny_checkpoint, tiny_data_root), f"hydra.sweep.dir={sweep}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1", "2"):
         assert (sweep / job / "results.json").is_file()
@@ -208,7 +208,7 @@ def _chromium(*args, tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'chromium-profile'}"]
-    return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import compose_config
 from hydra.utils import instantiate
 
-from conftest import compose_config
 from sepnet.config import group_options
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -41,7 +41,7 @@ def test_experiment_composes_and_builds_its_model(name, tmp_path):
     if "override /model: large" in text:
         assert (model.bottleneck.lstm.hidden_size, model.bottleneck.lstm.num_layers) == (512, 4)
     # The parent is set in the file or inherited from the experiment it extends.
-    inherited = re.search(r"^  - (\w+)$", text, flags=re.M)
+    inherited = re.search(r"^  - (\w+)$", text, flags=re.MULTILINE)
     source = (EXPERIMENTS / f"{inherited.group(1)}.yaml").read_text() if inherited and "from_run" not in text else text
     parent = re.search(r"from_run: (\S+)", source)
     assert cfg.init.from_run == (parent.group(1) if parent else None)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pytest
 import torch
-
 from conftest import compose_config
+
 from sepnet import checkpoint
 from sepnet.compare import compare
 from sepnet.errors import SepnetError
@@ -105,10 +106,10 @@ def test_overfitting_monitor_warns_in_the_log(caplog):
     class Trainer:  # the few attributes the callback reads, driven through Lightning's hook order
         sanity_checking = False
         current_epoch = 0
-        callback_metrics: dict = {}
+        callback_metrics: ClassVar[dict] = {}
 
     class Module:
-        logged: dict = {}
+        logged: ClassVar[dict] = {}
 
         def log(self, name, value, **kwargs):
             self.logged[name] = value

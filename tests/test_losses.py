@@ -1,5 +1,7 @@
 """Mask losses on the soft ideal-ratio-mask targets, and the warm-up cosine schedule."""
 
+import itertools
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -64,7 +66,7 @@ def test_warmup_cosine_warms_up_then_decays_to_the_floor():
         schedule.step()
     assert lrs[0] < lrs[5] < lrs[9] < 1.0
     assert lrs[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
 
 

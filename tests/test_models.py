@@ -3,7 +3,7 @@ import torch
 
 from sepnet.models import CRNN, MultiTaskUNetCRNN, UNetCRNN
 
-SMALL = dict(hidden_size=8, num_layers=2, encoder_channels=(4, 8, 8), n_bins=64)
+SMALL = {"hidden_size": 8, "num_layers": 2, "encoder_channels": (4, 8, 8), "n_bins": 64}
 
 
 @pytest.mark.parametrize("model_class", [CRNN, UNetCRNN, MultiTaskUNetCRNN])
@@ -32,7 +32,7 @@ def test_unet_crnn_any_batch_size_and_skips_change_the_decoder(batch):
     # Skip connections double every decoder block's input channels; the encoder and LSTM are the same.
     for a, b in zip(crnn.decoder, unet.decoder):
         assert b.conv.in_channels == 2 * a.conv.in_channels
-    shapes = lambda m, prefix: {k: v.shape for k, v in m.state_dict().items() if k.startswith(prefix)}  # noqa: E731
+    shapes = lambda m, prefix: {k: v.shape for k, v in m.state_dict().items() if k.startswith(prefix)}
     assert shapes(crnn, "encoder") == shapes(unet, "encoder")
     assert shapes(crnn, "bottleneck") == shapes(unet, "bottleneck")
 

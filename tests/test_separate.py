@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import compose_config
 from torch import nn
 
-from conftest import compose_config
 from sepnet.errors import SepnetError
 from sepnet.overlap_add import OverlapAdd
-from sepnet.separate import Job, find_jobs, run_separation, safe_name, separate_file
+from sepnet.separate import Job, _read_ahead, find_jobs, run_separation, safe_name, separate_file
 from sepnet.separator import Separator
 from sepnet.spectral import SpectralFrontEnd
 from sepnet.wiener import wiener
@@ -117,6 +117,33 @@ def test_track_names_cannot_escape_the_output_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SepnetError, match="no audio files"):
         find_jobs(tmp_path / "empty")
+
+
+def test_read_ahead_keeps_order_raises_errors_and_closes_when_left_early():
+    assert list(_read_ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise SepnetError("'x.wav' is not a readable audio file")
+
+    with pytest.raises(SepnetError, match="x.wav"):
+        list(_read_ahead(broken()))
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.append(True)
+
+    for i in _read_ahead(endless(), depth=2):
+        if i == 3:
+            break
+    assert closed == [True]
 
 
 # -- overlap-add ------------------------------------------------------------------------------

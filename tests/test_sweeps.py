@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-
 import os
 import subprocess
 import sys
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY_RUN, TINY_SOURCE, compose_config
+
 from sepnet.compare import compare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +23,7 @@ def run_train(tmp_path: Path, data_root: Path, *args: str, multirun: bool = Fals
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["HOME"] = str(tmp_path / "home")  # no ~/.netrc login: wandb must go offline by itself
     command = [sys.executable, "-m", "sepnet.train", *(["-m"] if multirun else []), f"paths.outputs_root={tmp_path / 'out'}", f"data.source.root={data_root}", *QUICK, *args]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -111,7 +111,7 @@ def test_multitask_module_refuses_a_model_without_rhythm_head(tiny_run):
 @pytest.fixture
 def parent(tiny_run, tmp_path):
     """A trained tiny CRNN: (its module, path of its last.ckpt)."""
-    module, summary = run_training(tiny_run(*QUICK, output_dir=tmp_path / "parent"))
+    module, _ = run_training(tiny_run(*QUICK, output_dir=tmp_path / "parent"))
     return module, tmp_path / "parent" / "checkpoints" / "last.ckpt"
 
 
@@ -147,7 +147,7 @@ def test_pretrained_strict_and_non_strict_loading_with_report(tiny_run, parent, 
 
     # Fine-tuning keeps the parent's statistics (no refit) and the child's checkpoint records its parent.
     run = tmp_path / "child"
-    tuned, summary = run_training(
+    tuned, _ = run_training(
         tiny_run("model=unet_crnn", f"init.pretrained={path}", "init.strict=false", *QUICK, output_dir=run)
     )
     for name in ("bin_mean", "bin_std"):

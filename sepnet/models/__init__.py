@@ -3,4 +3,4 @@
 from sepnet.models.crnn import CRNN
 from sepnet.models.unet_crnn import MultiTaskUNetCRNN, UNetCRNN
 
-__all__ = ["CRNN", "UNetCRNN", "MultiTaskUNetCRNN"]
+__all__ = ["CRNN", "MultiTaskUNetCRNN", "UNetCRNN"]

@@ -12,7 +12,8 @@ unchanged; the bin count must be divisible by ``2 ** len(encoder_channels)``.
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -111,7 +112,7 @@ class CRNN(nn.Module):
         n_outputs = len(self.target_stems) * audio_channels
 
         widths = [audio_channels, *encoder_channels]
-        self.encoder = nn.ModuleList(EncoderBlock(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.encoder = nn.ModuleList(EncoderBlock(a, b) for a, b in itertools.pairwise(widths))
         self.bottleneck = RecurrentBottleneck(encoder_channels[-1], n_bins // scale, hidden_size, num_layers, dropout)
         skip = 2 if self.skip_connections else 1
         # Mirror of the encoder: 64 -> 32 -> 16 -> stems*channels, each doubling frequency.

@@ -19,7 +19,7 @@ Time is never strided, so odd frame counts and any batch size pass through.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
