@@ -173,7 +173,7 @@ def read_stream(path: str | os.PathLike, stream: int, sample_rate: int | None = 
         import stempeg
 
         data, file_rate = stempeg.read_stems(str(path), stem_id=stream, ffmpeg_format="f32le", dtype=np.float32)
-    except Exception as exc:
+    except Exception as exc:  # ffmpeg/stempeg raise many kinds; all mean "cannot decode"
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise SepnetError(
             f"cannot decode stream {stream} of {_q(path)} with ffmpeg ({reason}); check the file "

@@ -42,7 +42,7 @@ def exit_on_user_error(main: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except Exception as exc:
+        except Exception as exc:  # re-raised unless it is the user's mistake
             user_error = user_error_in(exc)
             if user_error is None:
                 raise
