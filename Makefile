@@ -6,8 +6,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 ARGS ?=
-# See sepnet/__init__.py: OpenMP threads that spin at barriers stall whenever a core is shared.
-export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: train test lint reproduce install system-deps clean
 
