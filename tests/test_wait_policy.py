@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -43,6 +44,7 @@ def test_busy_cpus_make_threads_wait_passively():
         subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)
     ]
     try:
+        time.sleep(0.3)  # let them start spinning
         assert policy_of_a_fresh_import(clean_env()) == "PASSIVE"
     finally:
         for hog in hogs:
