@@ -18,21 +18,43 @@ def random_targets(seed: int = 0) -> tuple[torch.Tensor, SpectralTargets]:
     return masks, targets
 
 
-def test_focal_with_gamma_0_and_no_alpha_is_bce():
+MODULATIONS = pytest.mark.parametrize("modulation", FocalMaskLoss.MODULATIONS)
+
+
+@MODULATIONS
+def test_focal_with_gamma_0_and_no_alpha_is_bce(modulation):
     masks, targets = random_targets()
     bce = MaskBCELoss()(masks, targets)
-    torch.testing.assert_close(FocalMaskLoss(gamma=0.0, alpha=None)(masks, targets), bce)
+    torch.testing.assert_close(FocalMaskLoss(gamma=0.0, alpha=None, modulation=modulation)(masks, targets), bce)
     # alpha weights the two terms; 0.5 halves both.
-    torch.testing.assert_close(FocalMaskLoss(gamma=0.0, alpha=0.5)(masks, targets), bce / 2)
+    torch.testing.assert_close(FocalMaskLoss(gamma=0.0, alpha=0.5, modulation=modulation)(masks, targets), bce / 2)
     # Focusing only ever shrinks each element's loss.
-    assert FocalMaskLoss(gamma=2.0)(masks, targets) < bce
+    assert FocalMaskLoss(gamma=2.0, modulation=modulation)(masks, targets) < bce
 
 
-def test_focal_down_weights_what_is_already_right():
+def test_quality_focal_is_minimised_at_the_target_and_classic_focal_is_not():
+    targets = SpectralTargets(
+        ideal_masks=torch.tensor([0.2]).reshape(1, 1, 1, 1, 1),
+        target_magnitudes=torch.ones(1, 1, 1, 1, 1),
+        mixture_magnitude=torch.ones(1, 1, 1, 1),
+    )
+    grid = torch.linspace(0.01, 0.99, 981)
+
+    def minimiser(loss) -> float:
+        values = torch.stack([loss(p.reshape(1, 1, 1, 1, 1), targets) for p in grid])
+        return grid[values.argmin()].item()
+
+    assert minimiser(FocalMaskLoss(gamma=2.0, modulation="quality")) == pytest.approx(0.2, abs=0.002)
+    assert minimiser(MaskBCELoss()) == pytest.approx(0.2, abs=0.002)
+    assert minimiser(FocalMaskLoss(gamma=2.0, modulation="classic")) == pytest.approx(0.373, abs=0.005)
+
+
+@MODULATIONS
+def test_focal_down_weights_what_is_already_right(modulation):
     _, targets = random_targets()
     good = targets.ideal_masks.clamp(0.05, 0.95)
     bad = 1 - good
-    focal, bce = FocalMaskLoss(gamma=2.0), MaskBCELoss()
+    focal, bce = FocalMaskLoss(gamma=2.0, modulation=modulation), MaskBCELoss()
     # The focal/BCE ratio is smaller for good masks than for bad ones.
     assert focal(good, targets) / bce(good, targets) < focal(bad, targets) / bce(bad, targets)
 
@@ -46,6 +68,8 @@ def test_focal_gradient_flows_and_bad_settings_are_refused():
         FocalMaskLoss(alpha=1.5)
     with pytest.raises(ValueError, match="gamma"):
         FocalMaskLoss(gamma=-1.0)
+    with pytest.raises(ValueError, match="modulation"):
+        FocalMaskLoss(modulation="retina")
 
 
 def test_l1_is_zero_for_a_perfect_magnitude_and_grows_with_error():
