@@ -67,6 +67,13 @@ class SpectralTargets:
 WEIGHTINGS = ("none", "magnitude", "power")
 
 
+def checked_weighting(weighting: str) -> str:
+    """``weighting`` if :meth:`SpectralTargets.weighted_mean` knows it, else a ValueError naming the choices."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"loss.weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
+    return weighting
+
+
 class MaskBCELoss(nn.Module):
     """Binary cross-entropy between predicted masks and ideal ratio masks (the log's loss).
 
@@ -78,9 +85,7 @@ class MaskBCELoss(nn.Module):
 
     def __init__(self, weighting: str = "power"):
         super().__init__()
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"loss.weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
-        self.weighting = weighting
+        self.weighting = checked_weighting(weighting)
 
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         # BCE is not autocast-safe; compute it in float32.
@@ -121,9 +126,7 @@ class FocalMaskLoss(nn.Module):
         self, gamma: float = 2.0, alpha: float | None = None, weighting: str = "power", modulation: str = "quality"
     ):
         super().__init__()
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"loss.weighting must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'")
-        self.weighting = weighting
+        self.weighting = checked_weighting(weighting)
         if gamma < 0:
             raise ValueError(f"loss.gamma must be >= 0, got {gamma}")
         if alpha is not None and not 0.0 <= alpha <= 1.0:
