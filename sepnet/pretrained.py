@@ -107,9 +107,14 @@ def parent_state(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
     return state, info
 
 
+def parent_config_group(info: dict | None, group: str) -> dict:
+    """One group (``frontend``, ``model``...) of the run config a sepnet checkpoint carries; {} for a plain .pth."""
+    return ((info or {}).get("config") or {}).get(group) or {}
+
+
 def check_front_end_settings(path: Path, info: dict | None, separator: Separator) -> None:
     """A parent analysed with another STFT cannot be fine-tuned: its weights expect other inputs."""
-    parent = ((info or {}).get("config") or {}).get("frontend") or {}
+    parent = parent_config_group(info, "frontend")
     differ = {k: (parent[k], v) for k, v in separator.front_end.settings.items() if k in parent and parent[k] != v}
     if differ:
         text = ", ".join(f"frontend.{k}={a} (this run: {b})" for k, (a, b) in differ.items())
@@ -143,8 +148,7 @@ def load_pretrained(separator: Separator, path: str | Path, strict: bool = True)
     matching = {k: v for k, v in model_parent.items() if k in model_own and v.shape == model_own[k].shape}
     report.loaded = [k[strip:] for k in matching]
     model = type(separator.model).__name__
-    parent_target = (((info or {}).get("config") or {}).get("model") or {}).get("_target_", "")
-    parent_model = parent_target.rsplit(".", 1)[-1]
+    parent_model = parent_config_group(info, "model").get("_target_", "").rsplit(".", 1)[-1]
     if parent_model and parent_model != model:  # say so: the commonest cause is a checkpoint of another model
         model = f"{model} (it is a {parent_model} checkpoint)"
     if strict and not report.complete:
