@@ -160,10 +160,15 @@ def test_other_sample_rates_are_resampled(dataset, file_rate):
 # -- entry points: one line on stderr, exit status 2, nothing written or lost --
 
 
-def run_train(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_entry_point(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` as a user runs it; the result is returned whatever the exit status."""
     return subprocess.run(
-        [sys.executable, "-m", "sepnet.train", *args], capture_output=True, text=True, timeout=180, cwd=cwd, check=False
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def run_train(*args: str) -> subprocess.CompletedProcess:
+    return run_entry_point("sepnet.train", *args, timeout=180)
 
 
 def test_config_typo_is_one_line_and_writes_nothing(tmp_path):
@@ -238,12 +243,6 @@ def test_read_only_output_dir(tmp_path):
 
 
 # -- checkpoints that do not fit -------------------------------------------------------------
-
-
-def run_entry_point(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 @pytest.fixture
