@@ -53,12 +53,16 @@ REPORT_AUTO_MAX_TRACKS = 10
 
 
 def bind_checkpoint(cfg: DictConfig, loaded: checkpoint.LoadedCheckpoint) -> None:
-    """Make ``cfg.frontend`` the checkpoint's, so ``data`` reads audio at the model's rate.
+    """Make ``cfg.frontend`` the checkpoint's settings, so ``data`` reads audio at the model's rate.
 
-    A ``frontend.*`` or ``data.sample_rate`` override that disagrees with the checkpoint
-    is a user error: evaluation must see what the model was trained on.
+    The settings are those of the front end :func:`checkpoint.load` rebuilt (checked
+    integers), never the file's ``frontend`` node itself: ``data`` interpolates
+    ``${frontend.sample_rate}`` and is then instantiated, so nothing from the file
+    may reach it unchecked. A ``frontend.*`` or ``data.sample_rate`` override that
+    disagrees with the checkpoint is a user error: evaluation must see what the
+    model was trained on.
     """
-    front = OmegaConf.create(OmegaConf.to_container(loaded.config.frontend, resolve=True))
+    front = OmegaConf.create(loaded.separator.front_end.settings)
     given = cfg.get("frontend") or {}
     for key, value in given.items():
         if key in front and front[key] != value:
@@ -300,7 +304,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
         "sample_rate": rate,
         "checkpoint": str(loaded.path),
         "checkpoint_metrics": loaded.metrics,
-        "checkpoint_config": OmegaConf.to_container(loaded.config, resolve=True),
+        "checkpoint_config": loaded.config,  # plain data, as stored: never resolved
         "lineage": loaded.lineage,
         "knobs": knobs,
         "per_stem": per_stem,

@@ -37,10 +37,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.checkpoint import SEPARATOR_PREFIX, read_checkpoint, write_checkpoint
+from sepnet import __version__
+from sepnet.checkpoint import CHECKPOINT_KEY, SEPARATOR_PREFIX, read_checkpoint, rebuild, write_checkpoint
 from sepnet.config import CONFIG_DIR, check_group_choices
 from sepnet.errors import SepnetError, exit_on_user_error
-from sepnet.separation_module import CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def merge_checkpoints(ckpts: Sequence[str | Path], weights: Sequence[float] | No
     for path, raw in zip(paths, raws):
         if not isinstance(raw, dict) or CHECKPOINT_KEY not in raw or "state_dict" not in raw:
             raise SepnetError(f"'{path}' is not a sepnet checkpoint (no '{CHECKPOINT_KEY}' entry); merge .ckpt files written by sepnet")
+        rebuild(path, raw)  # refuses (one line) a file naming anything but sepnet's classes, or whose tensors do not fit
     check_compatible(paths, raws)
     requested = None if weights is None else [float(w) for w in weights]
     weights = normalised_weights(requested, len(paths))
@@ -173,7 +174,7 @@ def merge_checkpoints(ckpts: Sequence[str | Path], weights: Sequence[float] | No
     return {
         "state_dict": merged,
         "pytorch-lightning_version": L.__version__,
-        CHECKPOINT_KEY: {"config": infos[0]["config"], "lineage": lineage, "metrics": {}, "epoch": None},
+        CHECKPOINT_KEY: {"config": infos[0]["config"], "lineage": lineage, "metrics": {}, "epoch": None, "version": __version__},
     }
 
 

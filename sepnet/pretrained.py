@@ -12,7 +12,8 @@ The parent's front-end statistics (``front_end.bin_mean/bin_std/fitted``) are
 loaded with it, so fine-tuning normalises exactly as the parent did and the
 statistics are not refitted. A plain model ``state_dict`` has none: the run
 then fits its own, and says so. The parent is recorded in the new checkpoint's
-lineage. Files are read with ``torch.load(weights_only=True)``.
+lineage. Files are read with ``torch.load(weights_only=True)``, and a sepnet
+checkpoint's config is checked like every checkpoint's (:func:`sepnet.checkpoint.sepnet_entry`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from sepnet.checkpoint import read_checkpoint, separator_state
+from sepnet.checkpoint import CHECKPOINT_KEY, read_checkpoint, separator_state, sepnet_entry
 from sepnet.errors import SepnetError
-from sepnet.separation_module import CHECKPOINT_KEY
 from sepnet.separator import Separator
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ def parent_state(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
     """The separator-level state dict (``model.*``, maybe ``front_end.*``) of a parent, and its sepnet info."""
     raw = read_checkpoint(path)
     info = raw.get(CHECKPOINT_KEY) if isinstance(raw, dict) else None
+    if info is not None:  # checked as evaluate checks it: its config names only sepnet's classes, as plain data
+        info = sepnet_entry(path, raw)
     state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SepnetError(

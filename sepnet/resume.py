@@ -19,6 +19,7 @@ to its ``metrics.csv`` instead of replacing it.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.checkpoint import read_checkpoint
+from sepnet.checkpoint import CHECKPOINT_KEY, read_checkpoint, rebuild
 from sepnet.errors import SepnetError
-from sepnet.separation_module import CHECKPOINT_KEY
+from sepnet.models.registry import shown
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +106,42 @@ def _differences(saved, current, prefix: str) -> list[str]:
     return [] if saved == current else [f"{prefix}={saved!r} in the checkpoint but {current!r} here"]
 
 
+def check_saved_paths(checkpoint: Path, raw: dict) -> None:
+    """Refuse a ``ModelCheckpoint`` state naming files outside the folder it saved into.
+
+    Lightning restores those paths on resume and later deletes the ones it thinks
+    stale (it checks only that ``dirpath`` is among a path's parents, so
+    ``<dirpath>/../x`` passes); a resumed run must never touch another file.
+    """
+    callbacks = raw.get("callbacks")
+    for name, state in (callbacks.items() if isinstance(callbacks, dict) else ()):
+        if not str(name).startswith("ModelCheckpoint") or not isinstance(state, dict):
+            continue
+        folder = state.get("dirpath")
+        best_k = state.get("best_k_models")
+        named = [(k, state.get(k)) for k in ("best_model_path", "kth_best_model_path", "last_model_path")]
+        named += [("best_k_models", p) for p in (best_k if isinstance(best_k, dict) else {})]
+        for key, saved in named:
+            if saved in (None, ""):
+                continue
+            if not (isinstance(saved, str) and isinstance(folder, str) and os.path.dirname(os.path.normpath(saved)) == os.path.normpath(folder)):
+                raise SepnetError(
+                    f"checkpoint '{checkpoint}' was refused: callbacks.{name}.{key} is {shown(saved)}, not a file in "
+                    f"the folder it saved into ({shown(folder)}); resume only from a last.ckpt written by sepnet.train"
+                )
+
+
 def check_compatible(checkpoint: Path, cfg: DictConfig) -> None:
     """Refuse (one line) a checkpoint that is unsafe, not sepnet's, or of another model than ``cfg``."""
     raw = read_checkpoint(checkpoint)
-    info = raw.get(CHECKPOINT_KEY)
+    info = raw.get(CHECKPOINT_KEY) if isinstance(raw, dict) else None
     if info is None or "state_dict" not in raw or "loops" not in raw:
         raise SepnetError(
             f"'{checkpoint}' is not a checkpoint sepnet.train wrote (no training state to resume); "
             f"to start from its weights use init.pretrained=<path> instead of resume"
         )
+    rebuild(checkpoint, raw)  # its config names only sepnet's classes, and its weights fit them
+    check_saved_paths(checkpoint, raw)
     current = OmegaConf.to_container(cfg, resolve=True)
     for key in MUST_MATCH:
         differences = _differences(_select(info["config"], key), _select(current, key), key)

@@ -16,13 +16,14 @@ import lightning as L
 import torch
 from torch import nn
 
+from sepnet import __version__
+from sepnet.checkpoint import CHECKPOINT_KEY
 from sepnet.errors import SepnetError
 from sepnet.losses import SpectralTargets
 from sepnet.metrics import chunk_sdr
 from sepnet.separator import Separator
 
-CHECKPOINT_KEY = "sepnet"
-"""Where a checkpoint keeps what makes it self-describing (config, lineage, metrics)."""
+__all__ = ["CHECKPOINT_KEY", "SeparationModule"]
 
 
 class SeparationModule(L.LightningModule):
@@ -181,4 +182,5 @@ class SeparationModule(L.LightningModule):
             "lineage": self.lineage,
             "metrics": metrics,
             "epoch": self.current_epoch,
+            "version": __version__,
         }

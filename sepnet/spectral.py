@@ -20,7 +20,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from sepnet.models.registry import register_front_end
 
+
+@register_front_end
 class SpectralFrontEnd(nn.Module):
     """STFT analysis/synthesis plus per-bin normalisation of log-magnitudes.
 

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sepnet.models.registry import register_model
+
 
 class EncoderBlock(nn.Module):
     """Conv2d (3x3, stride 2 along frequency) -> BatchNorm -> ReLU: (B, Cin, F, T) -> (B, Cout, F/2, T)."""
@@ -75,6 +77,7 @@ class RecurrentBottleneck(nn.Module):
         return out, seq
 
 
+@register_model
 class CRNN(nn.Module):
     """Conv2D encoder -> BiLSTM -> ConvTranspose2D decoder -> one sigmoid mask per target stem.
 

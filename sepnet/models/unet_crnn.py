@@ -25,8 +25,10 @@ import torch
 from torch import nn
 
 from sepnet.models.crnn import CRNN
+from sepnet.models.registry import register_model
 
 
+@register_model
 class UNetCRNN(CRNN):
     """The standard CRNN with the encoder's output at every scale concatenated into the decoder.
 
@@ -71,6 +73,7 @@ class RhythmHead(nn.Module):
         return self.layers(sequence).squeeze(-1)
 
 
+@register_model
 class MultiTaskUNetCRNN(UNetCRNN):
     """U-Net CRNN + rhythm head: masks as :class:`UNetCRNN`, plus one beat logit per frame.
 
