@@ -128,9 +128,13 @@ def read_checkpoint(path: str | Path) -> Any:
 def refused(path: Path, problem: str, info: Mapping | None = None) -> SepnetError:
     """The one line for a checkpoint whose content sepnet will not use: names the file and the problem."""
     version = info.get("version") if isinstance(info, Mapping) else None
-    written = f" (it was written by sepnet {shown(version)}; this is sepnet {__version__})" if version not in (None, __version__) else ""
+    if version not in (None, __version__):  # a newer sepnet may know classes this one does not
+        return SepnetError(
+            f"checkpoint '{path}' was refused: {problem}; it was written by sepnet {shown(version)} and this is "
+            f"sepnet {__version__}: load it with the version that wrote it"
+        )
     return SepnetError(
-        f"checkpoint '{path}' was refused: {problem}{written}; sepnet builds only its own classes from a checkpoint "
+        f"checkpoint '{path}' was refused: {problem}; sepnet builds only its own classes from a checkpoint "
         f"and never runs code from one: use a checkpoint written by sepnet.train or sepnet.merge"
     )
 

@@ -126,7 +126,7 @@ def check_saved_paths(checkpoint: Path, raw: dict) -> None:
                 continue
             if not (isinstance(saved, str) and isinstance(folder, str) and os.path.dirname(os.path.normpath(saved)) == os.path.normpath(folder)):
                 raise SepnetError(
-                    f"checkpoint '{checkpoint}' was refused: callbacks.{name}.{key} is {shown(saved)}, not a file in "
+                    f"checkpoint '{checkpoint}' was refused: callbacks.ModelCheckpoint.{key} is {shown(saved)}, not a file in "
                     f"the folder it saved into ({shown(folder)}); resume only from a last.ckpt written by sepnet.train"
                 )
 

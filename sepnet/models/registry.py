@@ -42,7 +42,7 @@ BUILTIN_MODULES = ("sepnet.models", "sepnet.spectral")
 """Where sepnet's registered classes live; imported before the first look-up."""
 
 SCALARS = (bool, int, float, str, type(None))
-SHOWN_CHARS = 80
+SHOWN_CHARS = 200
 """Stored values are quoted up to this many characters in messages."""
 
 
