@@ -85,6 +85,10 @@ class LoadedCheckpoint:
     metrics: dict = field(default_factory=dict)
 
 
+class IncompleteEntry(SepnetError):
+    """A ``"sepnet"`` entry without the config a rebuild needs: another version's or another program's file."""
+
+
 def _not_a_checkpoint(path: Path) -> str | None:
     """Why ``path`` cannot be a PyTorch checkpoint (neither a zip archive nor a pickle), or None."""
     with open(path, "rb") as f:
@@ -151,7 +155,7 @@ def _check_data(value: Any, key: str) -> None:
             _check_data(v, f"{key}[{i}]")
     elif isinstance(value, str):
         if "${" in value:
-            raise RefusedConfig(key, f"is {shown(value)}, an interpolation; a checkpoint holds resolved values, and sepnet never resolves a stored one")
+            raise RefusedConfig(key, f"is {shown(value)}, an interpolation (a checkpoint holds resolved values only)")
     elif not isinstance(value, (bool, int, float, type(None))):
         raise RefusedConfig(key, f"is {shown(value)} (a {type(value).__name__}), not plain data")
 
@@ -169,15 +173,16 @@ def sepnet_entry(path: Path, raw: Any) -> dict:
             f"'{path}' is not a sepnet checkpoint (no '{CHECKPOINT_KEY}' entry); "
             f"a plain state_dict is used with init.pretrained=<path> instead"
         )
-    if not isinstance(info, Mapping) or not isinstance(info.get("config"), Mapping):
-        raise refused(path, f"its '{CHECKPOINT_KEY}' entry has no config (found {shown(info)})", info)
-    config = info["config"]
-    for node in ("model", "frontend"):
-        if node not in config:
-            raise SepnetError(
-                f"checkpoint '{path}' has no {node} in its config: it was not written by sepnet {__version__}'s "
-                f"sepnet.train or sepnet.merge; start from its weights with init.pretrained=<path> init.strict=false"
-            )
+    config = info.get("config") if isinstance(info, Mapping) else None
+    if isinstance(config, Mapping):
+        lacking = next((f"config.{node}" for node in ("model", "frontend") if node not in config), None)
+    else:
+        lacking = "config"
+    if lacking:
+        raise IncompleteEntry(
+            f"checkpoint '{path}' has no {CHECKPOINT_KEY}.{lacking} entry: it was not written by sepnet {__version__}'s "
+            f"sepnet.train or sepnet.merge; start from its weights with init.pretrained=<path> init.strict=false"
+        )
     try:
         for name in ("lineage", "metrics"):
             if not isinstance(info.get(name, {}), Mapping):

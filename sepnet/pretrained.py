@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from sepnet.checkpoint import CHECKPOINT_KEY, read_checkpoint, separator_state, sepnet_entry
+from sepnet.checkpoint import CHECKPOINT_KEY, IncompleteEntry, read_checkpoint, separator_state, sepnet_entry
 from sepnet.errors import SepnetError
 from sepnet.separator import Separator
 
@@ -95,7 +95,11 @@ def parent_state(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
     raw = read_checkpoint(path)
     info = raw.get(CHECKPOINT_KEY) if isinstance(raw, dict) else None
     if info is not None:  # checked as evaluate checks it: its config names only sepnet's classes, as plain data
-        info = sepnet_entry(path, raw)
+        try:
+            info = sepnet_entry(path, raw)
+        except IncompleteEntry:  # no config to compare with: its tensors are used like a plain state_dict's
+            log.warning("init.pretrained '%s' has no complete sepnet config: loading its tensors only", path)
+            info = None
     state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SepnetError(

@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 from conftest import TINY_RUN, TINY_SOURCE, compose_config, write_fresh_checkpoint
 
+import sepnet
 from sepnet.data import SeparationDataModule
 from sepnet.errors import SepnetError
 from sepnet.sources import StemFolderSource
@@ -283,6 +284,117 @@ def test_merge_of_checkpoints_of_different_models(tiny_checkpoint, unet_checkpoi
     ]
     assert not out.exists()
     assert [p.read_bytes() for p in (tiny_checkpoint, unet_checkpoint)] == before
+
+
+
+def edited_checkpoint(tiny_checkpoint: Path, path: Path, edit) -> Path:
+    """A copy of a real checkpoint with ``edit(raw)`` applied."""
+    import torch
+
+    raw = torch.load(tiny_checkpoint, weights_only=True)
+    edit(raw)
+    torch.save(raw, path)
+    return path
+
+
+def evaluate_args(ckpt: Path, tmp_path: Path, tiny_data_root: Path) -> list[str]:
+    return [f"ckpt={ckpt}", f"data.source.root={tiny_data_root}", *TINY_SOURCE, f"hydra.run.dir={tmp_path / 'run'}"]
+
+
+def separate_args(ckpt: Path, tmp_path: Path) -> list[str]:
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros((4000, 2), np.float32), RATE)
+    return [f"ckpt={ckpt}", f"input={song}", f"out={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}"]
+
+
+def assert_one_line(result: subprocess.CompletedProcess, line: str) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [f"sepnet: error: {line}"]
+
+
+EDITED_FIX = (
+    "the file was changed after sepnet wrote it: use the file as sepnet.train or sepnet.merge wrote it, or take its "
+    "matching tensors with init.pretrained=<path> init.strict=false"
+)
+
+
+def test_separate_checkpoint_whose_state_dict_lacks_tensors(tiny_checkpoint, tmp_path):
+    def drop(raw):
+        for key in ("separator.model.decoder.0.conv.weight", "separator.model.decoder.0.conv.bias"):
+            del raw["state_dict"][key]
+
+    ckpt = edited_checkpoint(tiny_checkpoint, tmp_path / "cut.ckpt", drop)
+    assert_one_line(
+        run_entry_point("sepnet.separate", *separate_args(ckpt, tmp_path)),
+        f"checkpoint '{ckpt}' does not fit the CRNN its config describes: 2 missing (model.decoder.0.conv.weight, "
+        f"model.decoder.0.conv.bias), 0 unexpected, 0 shape-mismatched [file vs model]; {EDITED_FIX}",
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_checkpoint_with_extra_and_reshaped_tensors(tiny_checkpoint, tiny_data_root, tmp_path):
+    import torch
+
+    def add(raw):
+        raw["state_dict"]["separator.model.extra_head.weight"] = torch.zeros(3)
+        raw["state_dict"]["separator.front_end.bin_mean"] = torch.zeros(7)
+
+    ckpt = edited_checkpoint(tiny_checkpoint, tmp_path / "extra.ckpt", add)
+    assert_one_line(
+        run_entry_point("sepnet.evaluate", *evaluate_args(ckpt, tmp_path, tiny_data_root)),
+        f"checkpoint '{ckpt}' does not fit the CRNN its config describes: 0 missing, 1 unexpected "
+        f"(model.extra_head.weight), 1 shape-mismatched (front_end.bin_mean [7] vs [512]) [file vs model]; {EDITED_FIX}",
+    )
+
+
+def test_separate_with_an_audio_file_as_the_checkpoint(tmp_path):
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros((4000, 2), np.float32), RATE)
+    assert_one_line(
+        run_entry_point("sepnet.separate", *separate_args(song, tmp_path)),
+        f"'{song}' is not a checkpoint: it is an audio file (WAV); pass the path of a .ckpt written by sepnet.train",
+    )
+
+
+def test_separate_with_a_text_file_as_the_checkpoint(tmp_path):
+    notes = tmp_path / "notes.ckpt"
+    notes.write_text("best run: outputs/crnn/2026-01-05\n")
+    assert_one_line(
+        run_entry_point("sepnet.separate", *separate_args(notes, tmp_path)),
+        f"'{notes}' is not a checkpoint: it is neither a PyTorch checkpoint nor a pickle; pass the path of a .ckpt "
+        "written by sepnet.train",
+    )
+
+
+def test_evaluate_with_a_folder_as_the_checkpoint(tiny_checkpoint, tiny_data_root, tmp_path):
+    run_dir = tiny_checkpoint.parent.parent
+    assert_one_line(
+        run_entry_point("sepnet.evaluate", *evaluate_args(run_dir, tmp_path, tiny_data_root)),
+        f"checkpoint '{run_dir}' is a folder; pass a .ckpt file (a run keeps its own in <run dir>/checkpoints/best.ckpt)",
+    )
+
+
+def test_separate_checkpoint_of_a_newer_sepnet(tiny_checkpoint, tmp_path):
+    def newer(raw):
+        raw["sepnet"]["version"] = "0.4.0"
+        raw["sepnet"]["config"]["model"]["_target_"] = "sepnet.models.BandSplitRNN"
+
+    ckpt = edited_checkpoint(tiny_checkpoint, tmp_path / "newer.ckpt", newer)
+    assert_one_line(
+        run_entry_point("sepnet.separate", *separate_args(ckpt, tmp_path)),
+        f"checkpoint '{ckpt}' was refused: model._target_ is 'sepnet.models.BandSplitRNN', not a sepnet model "
+        "(sepnet.models.CRNN, sepnet.models.MultiTaskUNetCRNN, sepnet.models.UNetCRNN); it was written by sepnet "
+        f"'0.4.0' and this is sepnet {sepnet.__version__}: load it with the version that wrote it",
+    )
+
+
+def test_evaluate_checkpoint_without_the_config_entry(tiny_checkpoint, tiny_data_root, tmp_path):
+    ckpt = edited_checkpoint(tiny_checkpoint, tmp_path / "bare.ckpt", lambda raw: raw["sepnet"]["config"].pop("frontend"))
+    assert_one_line(
+        run_entry_point("sepnet.evaluate", *evaluate_args(ckpt, tmp_path, tiny_data_root)),
+        f"checkpoint '{ckpt}' has no sepnet.config.frontend entry: it was not written by sepnet {sepnet.__version__}'s "
+        "sepnet.train or sepnet.merge; start from its weights with init.pretrained=<path> init.strict=false",
+    )
 
 
 # -- separate: very short and very long files, hostile names ---------------------------------------

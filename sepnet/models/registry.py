@@ -110,7 +110,7 @@ def _plain(value: Any, key: str) -> None:
     """Refuse anything but scalars and lists of scalars, and strings that hold an interpolation."""
     if isinstance(value, str):
         if "${" in value:
-            raise RefusedConfig(key, f"is {shown(value)}, an interpolation; a config holds resolved values, and sepnet never resolves a stored one")
+            raise RefusedConfig(key, f"is {shown(value)}, an interpolation (a stored config holds resolved values only)")
         if not value.isprintable():
             raise RefusedConfig(key, f"is {shown(value)}, which holds control characters")
         return
