@@ -464,3 +464,16 @@ def test_inference_imports_no_lightning():
     code = "import sys, sepnet.checkpoint, sepnet.models.registry; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_pretrained_without_a_config_entry_takes_the_tensors_only(sound, configs, tmp_path):
+    """A sepnet entry lacking its config (another program's file) is a plain state_dict to ``init.pretrained``."""
+    raw = copy.deepcopy(sound)
+    del raw[CHECKPOINT_KEY]["config"]
+    parent = tmp_path / "no_config.ckpt"
+    torch.save(raw, parent)
+    cfg = copy.deepcopy(configs["train"])
+    cfg.init.pretrained = str(parent)
+    module = build_module(cfg)
+    assert torch.equal(module.separator.model.decoder[0].conv.weight, sound["state_dict"]["separator.model.decoder.0.conv.weight"])
+    assert module.lineage["parents"] == [str(parent.resolve())]
