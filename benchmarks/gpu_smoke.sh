@@ -18,7 +18,7 @@
 # Not run by CI (no GPU there); see benchmarks/README.md.
 set -euo pipefail
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 DRY_RUN=0
 WHEELS=""
@@ -112,8 +112,8 @@ if not n: sys.exit(f"gpu_smoke.sh: torch {torch.__version__} sees no CUDA GPU; r
 print(f"gpu_smoke.sh: {n} GPU(s), {torch.cuda.get_device_name(0)}, torch {torch.__version__}", file=sys.stderr)'
 fi
 
-# 25 steps per epoch on one GPU: 50 steps are 2 epochs, each validated, so best.ckpt exists.
-EXAMPLES=$((25 * BATCH))
+# Half the steps per epoch on one GPU: the run is 2 epochs, each validated, so best.ckpt exists.
+EXAMPLES=$(((STEPS > 1 ? STEPS / 2 : 1) * BATCH))
 TRAIN_GPU="$OUT/train_gpu"
 run "$PYTHON" -m sepnet.train trainer=gpu "trainer.max_steps=$STEPS" "data.batch_size=$BATCH" \
   "data.examples_per_epoch=$EXAMPLES" logger=csv "hydra.run.dir=$TRAIN_GPU"
