@@ -5,6 +5,7 @@
     python benchmarks/train_speed.py --device cuda --precision bf16
     python benchmarks/train_speed.py --models crnn --compile          # torch.compile (sepnet's compile=true)
     python benchmarks/train_speed.py --data                           # + share of step time waiting for data
+    python benchmarks/train_speed.py --device cuda --precision bf16 --data trainer=gpu   # + Hydra overrides
 
 Each model is built from the real Hydra config (``conf/model/<name>.yaml``, with
 the module it selects: the multi-task one for unet_crnn_mtl) and timed on full
@@ -14,6 +15,8 @@ memory is its own. Prints examples/s, seconds per step, parameters and peak
 memory: resident set size on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU.
 With ``--data`` the batches come from the real data module (embedded dataset)
 and the share of step time spent waiting for the next batch is printed too.
+Further arguments are Hydra overrides of the train config (``trainer=gpu`` gives
+the data loaders that option sets: workers, persistent, pinned).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def measure(
     precision: str,
     compile_model: bool = False,
     data: bool = False,
+    overrides: tuple[str, ...] = (),
 ) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
@@ -49,7 +53,7 @@ def measure(
     from sepnet.train import build_module
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model_name}", "run_name=bench"])
+        cfg = compose("train", overrides=[f"model={model_name}", "run_name=bench", *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = "."
     module = build_module(cfg).to(device)
@@ -80,7 +84,7 @@ def measure(
             torch.cuda.synchronize()
         start = time.perf_counter()
         batch = next(batches) if batches is not None else fixed
-        batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
         fetched = time.perf_counter()
         with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
             loss = module.loss_terms(module.forward_batch(batch), batch)["loss"]
@@ -119,11 +123,12 @@ def main() -> None:
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="bf16: autocast (for GPUs)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the mask model (compile=true)")
     parser.add_argument("--data", action="store_true", help="batches from the real data module; report data wait")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the train config, e.g. trainer=gpu")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one, args.batch_size, args.chunk_seconds, args.steps, args.warmup,
-                                 args.device, args.precision, args.compile, args.data)))
+                                 args.device, args.precision, args.compile, args.data, tuple(args.overrides))))
         return
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     memory = "peak alloc MiB" if args.device == "cuda" else "peak RSS MiB"
@@ -134,7 +139,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--one", name, "--batch-size", str(args.batch_size),
                    "--chunk-seconds", str(args.chunk_seconds), "--steps", str(args.steps), "--warmup", str(args.warmup),
                    "--device", args.device, "--precision", args.precision]
-        command += ["--compile"] * args.compile + ["--data"] * args.data
+        command += ["--compile"] * args.compile + ["--data"] * args.data + args.overrides
         r = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         print(f"{r['model']:<16}{r['parameters'] / 1e6:>9.2f}M{r['seconds_per_step']:>10.3f}"
               f"{r['examples_per_second']:>12.2f}{r['peak_mib']:>16.0f}"

@@ -304,6 +304,10 @@ class SeparationDataModule(L.LightningDataModule):
         batch_size: examples per batch (training and validation).
         examples_per_epoch: training examples drawn per epoch.
         num_workers: DataLoader worker processes.
+        persistent_workers: keep the workers alive from one epoch to the next (with
+            ``num_workers > 0``) instead of starting them again for every epoch and validation.
+        pin_memory: batches in page-locked memory, so the copy to a GPU is asynchronous
+            (``trainer=gpu``/``ddp`` turn it on).
         seed: seeds every example's generator together with (epoch, index).
         stats_chunks: training chunks used to fit the front end's normalisation.
         augment: training augmentation (:class:`~sepnet.augment.Augment`), or None.
@@ -327,6 +331,8 @@ class SeparationDataModule(L.LightningDataModule):
         batch_size: int = 8,
         examples_per_epoch: int = 256,
         num_workers: int = 0,
+        persistent_workers: bool = True,
+        pin_memory: bool = False,
         seed: int = 0,
         stats_chunks: int = 64,
         augment: Augment | None = None,
@@ -355,6 +361,8 @@ class SeparationDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.examples_per_epoch = examples_per_epoch
         self.num_workers = num_workers
+        self.persistent_workers = persistent_workers
+        self.pin_memory = pin_memory
         self.seed = seed
         self.stats_chunks = stats_chunks
         self.augment = augment
@@ -457,7 +465,8 @@ class SeparationDataModule(L.LightningDataModule):
             sampler=sampler,
             collate_fn=collate,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataset(self) -> RandomChunks:

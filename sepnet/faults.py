@@ -52,6 +52,14 @@ def _track_names(batch: Any, limit: int = 8) -> str:
 class NonFiniteGuard(L.Callback):
     """Raise :class:`TrainingDiverged` on a non-finite training loss or gradient, before the optimiser steps.
 
+    The check costs one host sync per optimiser step: the losses of the step and
+    the largest absolute value of every gradient (one fused ``_foreach_norm``) are
+    reduced to a single flag on the device, read once before the step. A NaN loss
+    makes NaN gradients too, so nothing is lost by checking the loss there rather
+    than before backward; only with ``trainer.detect_anomaly=true`` (a slow
+    debugging mode anyway) is the loss read before backward, so the message names
+    the loss rather than autograd naming the operation.
+
     Args:
         last_checkpoint: the run's ``last.ckpt``, named in the message (it holds the last good state).
     """
@@ -59,15 +67,32 @@ class NonFiniteGuard(L.Callback):
     def __init__(self, last_checkpoint: str | Path | None = None):
         self.last_checkpoint = Path(last_checkpoint) if last_checkpoint is not None else None
         self._tracks = "unknown"
+        self._bad_loss: torch.Tensor | None = None  # () the first non-finite loss of the step, else finite
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._tracks = _track_names(batch)
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss.detach()).all():
-            self._stop(trainer, f"the training loss is {float(loss.detach().float()):.4g}")
+        loss = loss.detach().float()
+        if torch.is_anomaly_enabled():
+            if not torch.isfinite(loss).all():
+                self._stop(trainer, f"the training loss is {float(loss):.4g}")
+            return
+        # Keep the first non-finite loss of the (accumulated) step, on the device: no sync here.
+        seen = self._bad_loss
+        self._bad_loss = loss if seen is None else torch.where(torch.isfinite(seen), loss, seen)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        bad_loss, self._bad_loss = self._bad_loss, None
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None and p.grad.numel()]
+        flags = [torch.isfinite(bad_loss).reshape(1)] if bad_loss is not None else []
+        if grads:
+            # inf-norm (max |g|) is non-finite exactly when a gradient holds a NaN or Inf.
+            flags.append(torch.stack(torch._foreach_norm(grads, float("inf"))).isfinite().all().reshape(1))
+        if not flags or bool(torch.cat(flags).all()):  # the one host sync of the step
+            return
+        if bad_loss is not None and not torch.isfinite(bad_loss):
+            self._stop(trainer, f"the training loss is {float(bad_loss):.4g}")
         for name, param in pl_module.named_parameters():
             if param.grad is not None and not torch.isfinite(param.grad).all():
                 self._stop(trainer, f"the gradient of {name} is not finite")

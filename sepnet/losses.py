@@ -2,11 +2,15 @@
 
 A loss is an ``nn.Module`` called as ``loss(masks, targets)`` with a
 :class:`SpectralTargets`; a new loss is a class here plus a YAML file in
-``conf/loss/``.
+``conf/loss/``. Its ``forward`` is decorated with :func:`without_autocast`, so
+it gives the float32 value under mixed precision too (bf16 masks from an
+autocast model included).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +78,23 @@ def checked_weighting(weighting: str) -> str:
     return weighting
 
 
+def without_autocast(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Run a loss's ``forward(masks, ...)`` with autocast disabled on the masks' device.
+
+    CUDA autocast refuses ``binary_cross_entropy`` (and ``BCELoss``) whatever the
+    inputs' dtype, so casting them with ``.float()`` is not enough: the op must run
+    outside autocast. The decorated body casts its inputs to float32 itself, so the
+    result equals the float32 computation whether or not a step runs under autocast.
+    """
+
+    @functools.wraps(forward)
+    def forward_in_float32(self, masks: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        with torch.autocast(device_type=masks.device.type, enabled=False):
+            return forward(self, masks, *args, **kwargs)
+
+    return forward_in_float32
+
+
 class MaskBCELoss(nn.Module):
     """Binary cross-entropy between predicted masks and ideal ratio masks (the log's loss).
 
@@ -87,8 +108,8 @@ class MaskBCELoss(nn.Module):
         super().__init__()
         self.weighting = checked_weighting(weighting)
 
+    @without_autocast
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
-        # BCE is not autocast-safe; compute it in float32.
         per_bin = F.binary_cross_entropy(
             masks.float().clamp(1e-6, 1 - 1e-6), targets.ideal_masks.float(), reduction="none"
         )
@@ -137,6 +158,7 @@ class FocalMaskLoss(nn.Module):
         self.alpha = alpha
         self.modulation = modulation
 
+    @without_autocast
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         p = masks.float().clamp(1e-6, 1 - 1e-6)
         y = targets.ideal_masks.float()
@@ -156,6 +178,7 @@ class FocalMaskLoss(nn.Module):
 class MagnitudeL1Loss(nn.Module):
     """Mean absolute error between masked mixture magnitudes ``mask · |X|`` and the target stems' ``|S|``."""
 
+    @without_autocast
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         estimate = masks.float() * targets.mixture_magnitude.float()[:, None]
         return F.l1_loss(estimate, targets.target_magnitudes.float())

@@ -74,10 +74,13 @@ class MultiTaskSeparationModule(SeparationModule):
 
     def loss_terms(self, outputs: dict[str, Any], batch: dict) -> dict[str, torch.Tensor]:
         mask_loss = self.loss(outputs["masks"], outputs["targets"])
-        logits = outputs["beat_logits"].float()
-        rhythm_loss = F.binary_cross_entropy_with_logits(
-            logits, outputs["beat_target"], pos_weight=logits.new_tensor(self.beat_pos_weight)
-        )
+        logits = outputs["beat_logits"]
+        # In float32 with autocast off, like the mask losses: the same value under mixed precision.
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            logits = logits.float()
+            rhythm_loss = F.binary_cross_entropy_with_logits(
+                logits, outputs["beat_target"].float(), pos_weight=logits.new_tensor(self.beat_pos_weight)
+            )
         return {"loss": mask_loss + self.rhythm_weight * rhythm_loss, "mask_loss": mask_loss, "rhythm_loss": rhythm_loss}
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:

@@ -100,7 +100,10 @@ class OverfittingMonitor(L.Callback):
 
     def __init__(self, patience: int = 3):
         self.patience = patience
-        self._sum, self._count = 0.0, 0
+        # The epoch's sum and count of finite losses, kept on the loss's device and read once at
+        # the epoch's end: reading them every step would be a host sync per step on a GPU.
+        self._sum: torch.Tensor | float = 0.0
+        self._count: torch.Tensor | int = 0
         self.epochs: list[int] = []
         self.train_loss: list[float] = []
         self.val_loss: list[float] = []
@@ -113,19 +116,23 @@ class OverfittingMonitor(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor) and torch.isfinite(loss):
-            self._sum += float(loss.detach())
-            self._count += 1
+        if isinstance(loss, torch.Tensor):
+            loss = loss.detach().double()
+            finite = torch.isfinite(loss)
+            self._sum = self._sum + torch.where(finite, loss, 0.0)
+            self._count = self._count + finite.long()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._count:
+        count = int(self._count)
+        if not count:
             return
-        mean = self._sum / self._count
-        pl_module.log("train/loss_epoch", mean, on_step=False, on_epoch=True)
+        mean = float(self._sum) / count
+        # In the progress bar: the per-step train/loss stays out of it (Lightning would read it every step).
+        pl_module.log("train/loss_epoch", mean, on_step=False, on_epoch=True, prog_bar=True)
         if self._validated_epoch != trainer.current_epoch:
             return
         metrics = trainer.callback_metrics

@@ -75,3 +75,84 @@ def test_same_budget_tabulates_each_run(tiny_data_root, tmp_path):
     out = run_benchmark("same_budget.py", "--config", str(config), "--out", str(tmp_path / "out"), "--no-write")
     rows = [line for line in out.splitlines() if line.startswith(("| crnn", "| unet_crnn"))]
     assert len(rows) == 2, out
+
+
+def gpu_smoke_dry_run(*args: str, python: str = sys.executable, env: dict | None = None) -> list[list[str]]:
+    """The commands ``benchmarks/gpu_smoke.sh --dry-run`` prints, each split as the shell would."""
+    import os
+    import shlex
+
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_smoke.sh"), "--dry-run", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, check=False, env={**os.environ, "PYTHON": python, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    return [shlex.split(line) for line in result.stdout.splitlines()]
+
+
+def test_gpu_smoke_dry_run_prints_commands_that_compose_on_the_cpu(tmp_path):
+    from conftest import compose_config
+
+    from sepnet.config import check_group_choices, check_override_keys
+
+    out = tmp_path / "smoke"
+    commands = gpu_smoke_dry_run("--out", str(out))
+    assert not [c for c in commands if c[1:4] == ["-m", "pip", "install"]]  # all installed here: nothing to install
+    composed = []
+    for command in commands:
+        assert command[0] == sys.executable, command
+        if command[1] == "-m":
+            entry, overrides = command[2].removeprefix("sepnet."), command[3:]
+            check_group_choices(overrides)  # what the entry point checks before Hydra
+            check_override_keys(entry, overrides)
+        else:
+            assert command[1] == "benchmarks/train_speed.py", command
+            entry = "train_speed"
+            overrides = ["model=crnn", "run_name=bench"] + [a for a in command[2:] if "=" in a and not a.startswith("-")]
+        config_name = "train" if entry == "train_speed" else entry
+        composed.append((entry, compose_config(config_name, overrides, tmp_path / "compose")))
+    assert [entry for entry, _ in composed] == ["train", "train", "evaluate", "separate", "train_speed"]
+    (_, gpu), (_, ddp), (_, evaluate), (_, separate), (_, speed) = composed
+    for cfg in (gpu, ddp, speed):
+        assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+        assert cfg.data.num_workers > 0 and cfg.data.persistent_workers and cfg.data.pin_memory
+    assert gpu.trainer.max_steps == 50 and gpu.trainer.devices == 1
+    assert ddp.trainer.max_steps == 50 and ddp.trainer.devices == -1 and ddp.trainer.strategy == "ddp"
+    checkpoint = str(out / "train_gpu" / "checkpoints" / "best.ckpt")
+    assert evaluate.ckpt == separate.ckpt == checkpoint  # the checkpoint the single-GPU run writes
+    assert evaluate.eval.device == "cuda" and separate.separate.device == "cuda"
+    assert "--device" in commands[-1] and commands[-1][commands[-1].index("--device") + 1] == "cuda"
+
+
+def test_gpu_smoke_installs_only_what_the_image_lacks_and_keeps_its_torch(tmp_path):
+    """An image with torch and lightning only: a Python without site-packages that sees just those two."""
+    import importlib.metadata
+    import tomllib
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in ("torch", "lightning"):
+        dist = importlib.metadata.distribution(name)
+        for path in (Path(dist.locate_file(name)), Path(dist.locate_file(f"{name}-{dist.version}.dist-info"))):
+            (site / path.name).symlink_to(path)
+    bare = tmp_path / "python"
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    bare.chmod(0o755)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    commands = gpu_smoke_dry_run(
+        "--wheels", str(wheels), "--no-deps", python=str(bare), env={"PYTHONPATH": str(site)}
+    )
+    install = commands[0]
+    assert install[:4] == [str(bare), "-m", "pip", "install"]
+    assert install[4:8] == ["--no-index", "--find-links", str(wheels), "--no-deps"]
+    torch_pins = [a for a in install if a.startswith("torch")]
+    assert torch_pins == [f"torch=={importlib.metadata.version('torch')}"]  # the image's own build, kept
+    assert f"lightning=={importlib.metadata.version('lightning')}" in install
+    wanted = install[10:]
+    assert {w.split(">")[0].split("<")[0] for w in wanted} == {
+        "hydra-core", "omegaconf", "numpy", "soundfile", "soxr", "matplotlib", "pyyaml", "museval", "wandb",
+    }
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert set(wanted) <= set(declared)  # the same bounds as the package itself
+    assert [c[1:3] for c in commands[1:3]] == [["-m", "sepnet.train"]] * 2  # then the same steps as ever

@@ -50,3 +50,25 @@ def test_validation_chunks_are_fixed_and_never_augmented(tiny_run):
     # 2 valid tracks x 4 s, cut into 2 s chunks.
     assert sum(len(batch["track"]) for batch in a) == 4
     assert all(torch.equal(x["stems"], y["stems"]) for x, y in zip(a, b))
+
+
+def test_gpu_trainers_set_persistent_pinned_workers_and_the_loaders_use_them(tiny_run):
+    for trainer in ("gpu", "ddp"):
+        data = tiny_run(f"trainer={trainer}").data
+        assert data.num_workers > 0 and data.persistent_workers is True and data.pin_memory is True, trainer
+    cpu = tiny_run().data
+    assert (cpu.num_workers, cpu.pin_memory) == (0, False)
+
+    # What trainer=gpu composes reaches the DataLoaders (one worker: fast on the CPU).
+    datamodule = instantiate(tiny_run("trainer=gpu", "data.num_workers=1").data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    train, val = datamodule.train_dataloader(), datamodule.val_dataloader()
+    for loader in (train, val):
+        assert (loader.num_workers, loader.persistent_workers, loader.pin_memory) == (1, True, True)
+    assert next(iter(train))["stems"].shape == (4, 4, 2, 22050)
+    # Without workers there is nothing to keep alive (DataLoader refuses persistent_workers=True then).
+    plain = instantiate(cpu)
+    plain.setup("fit")
+    loader = plain.train_dataloader()
+    assert (loader.num_workers, loader.persistent_workers, loader.pin_memory) == (0, False, False)
