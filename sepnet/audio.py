@@ -1,24 +1,41 @@
 """Audio file I/O: read any track as float32 stereo, write results atomically.
 
-Everything goes through soundfile (libsndfile): WAV (16/24/32-bit int and
-float), FLAC, OGG/Vorbis and, where the linked libsndfile supports it, MP3.
-Resampling uses soxr.
+Reading has one entry per job (:func:`audio_info`, :func:`read_audio`,
+:func:`iter_audio_blocks`) and two decoders behind it, chosen by what the file is,
+never by the caller:
+
+- libsndfile (soundfile), the fast path: WAV (16/24/32-bit int and float), FLAC,
+  OGG/Vorbis/Opus, AIFF and, where the linked libsndfile supports it, MP3;
+- FFmpeg's decoders through PyAV (``av``, whose wheels bundle FFmpeg's libraries)
+  for every file libsndfile cannot open: M4A/AAC/ALAC, MP4/MOV/MKV/WebM soundtracks,
+  Opus in WebM, WMA, ... and the streams of multi-stream files (MUSDB18's
+  ``.stem.mp4``). Decoding streams packet by packet, so memory stays one block.
+
+For FFmpeg-decoded files the header's length is the container's nominal duration;
+the decoded length is the truth (lossy codecs pad the end to whole frames: AAC by
+up to 1023 samples). Resampling uses soxr.
+
+Channels: mono is read as two identical channels ("fake stereo"); more than two
+are downmixed to stereo for the model (:func:`stereo_downmix`: ITU-R BS.775
+coefficients for 5.1), with one info line per file saying so.
 
 Arrays are ``(channels, samples)`` float32 everywhere in sepnet; soundfile's
 ``(frames, channels)`` layout stays inside this module.
 
-Loading is loud: a missing, corrupt, empty, multi-channel or NaN-holding file
+Loading is loud: a missing, corrupt, empty, un-downmixable or NaN-holding file
 raises :class:`~sepnet.errors.SepnetError` with one line naming the file and
-the fix, never a soundfile or numpy traceback. Writing goes to a temporary file
-in the target directory that is renamed into place, so a crash never leaves a
+the fix, never a soundfile, FFmpeg or numpy traceback. Writing goes to a temporary
+file in the target directory that is renamed into place, so a crash never leaves a
 truncated file behind under the final name.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -38,8 +55,11 @@ __all__ = [
     "read_audio",
     "read_stream",
     "resample",
+    "stereo_downmix",
     "write_audio",
 ]
+
+log = logging.getLogger(__name__)
 
 # Read in blocks so a corrupt header claiming terabytes of frames cannot make
 # soundfile allocate them up front (it sizes its buffer from the header).
@@ -54,31 +74,303 @@ _FORMAT_ALIASES = {"aif": "AIFF", "oga": "OGG"}
 # array passed the wrong way round.
 _MAX_WRITE_CHANNELS = 16
 
+LIBSNDFILE = "libsndfile"
+FFMPEG = "ffmpeg"
+
+# Stereo downmix by channel name (FFmpeg's names). ITU-R BS.775 (Table 2, 3/2 -> 2/0):
+#   L' = L + 0.7071 C + 0.7071 Ls,  R' = R + 0.7071 C + 0.7071 Rs,  LFE dropped.
+# Side and back surrounds (5.1(side), 7.1) are both "surround" here and get the
+# same -3 dB; a layout holding any other channel (back centre, top, wide, ...) is
+# refused rather than guessed.
+_MINUS_3_DB = math.sqrt(0.5)
+_TO_STEREO = {
+    "FL": (1.0, 0.0),
+    "FR": (0.0, 1.0),
+    "FC": (_MINUS_3_DB, _MINUS_3_DB),
+    "LFE": (0.0, 0.0),
+    "SL": (_MINUS_3_DB, 0.0),
+    "BL": (_MINUS_3_DB, 0.0),
+    "SR": (0.0, _MINUS_3_DB),
+    "BR": (0.0, _MINUS_3_DB),
+}
+# Files whose decoder names no channels (libsndfile never does; plain WAVs
+# without a channel mask): only the counts whose order is unambiguous, the
+# WAVE_FORMAT_EXTENSIBLE / SMPTE order of 5.1 and 7.1. Three to five channels
+# (2.1 or 3.0? quad or 4.0?) are refused.
+_UNNAMED_LAYOUTS = {
+    6: ("FL", "FR", "FC", "LFE", "BL", "BR"),
+    8: ("FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"),
+}
+
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What an audio file's header says about it."""
+    """What an audio file's header says about it.
+
+    Attributes:
+        frames: samples per channel; for FFmpeg-decoded files the container's
+            nominal duration times the rate (the decoded length may differ by a
+            codec frame).
+        decoder: ``"libsndfile"`` or ``"ffmpeg"``.
+        layout: FFmpeg's channel names (``("FL", "FR", "FC", "LFE", "BL", "BR")``)
+            when the decoder knows them, else None.
+    """
 
     path: Path
     sample_rate: int
     channels: int
     frames: int
+    decoder: str = LIBSNDFILE
+    layout: tuple[str, ...] | None = None
 
     @property
     def duration(self) -> float:
         """Length in seconds."""
         return self.frames / self.sample_rate
 
+    @property
+    def channels_read(self) -> int:
+        """Channels :func:`iter_audio_blocks` yields: 1 for mono, else 2 (more are downmixed)."""
+        return 1 if self.channels == 1 else 2
 
-def audio_info(path: str | os.PathLike) -> AudioInfo:
-    """Read only the header of ``path``.
+
+def stereo_downmix(info: AudioInfo) -> np.ndarray | None:
+    """The ``(2, channels)`` matrix that takes ``info``'s file to stereo; None for mono or stereo.
+
+    Coefficients from ITU-R BS.775 by channel name (see ``_TO_STEREO``), then the whole
+    matrix is scaled by 1 / (largest row sum), 1 / (1 + 2 * 0.7071) = -7.7 dB for 5.1:
+    a file inside [-1, 1] stays inside it (no clipping, no limiter), and the scale is
+    one constant per file, so streaming blocks agree and stems still sum to the mixture.
+
+    Raises :class:`SepnetError` for a layout it does not know (naming the file).
+    """
+    if info.channels <= 2:
+        return None
+    names = info.layout or _UNNAMED_LAYOUTS.get(info.channels)
+    if names is None:
+        raise SepnetError(
+            f"{_q(info.path)} has {info.channels} channels; sepnet reads mono or stereo: downmix it to stereo first"
+        )
+    unknown = [n for n in names if n not in _TO_STEREO]
+    if unknown:
+        raise SepnetError(
+            f"{_q(info.path)} has {info.channels} channels ({' '.join(names)}) and sepnet downmixes only front, "
+            f"centre, LFE and surround channels (5.1, 7.1, ...), not {' '.join(unknown)}: downmix it to stereo first"
+        )
+    matrix = np.array([_TO_STEREO[n] for n in names], dtype=np.float64).T  # (2, channels)
+    return (matrix / matrix.sum(axis=1).max()).astype(np.float32)
+
+
+def _describe_downmix(info: AudioInfo, matrix: np.ndarray) -> str:
+    names = " ".join(info.layout or _UNNAMED_LAYOUTS[info.channels])
+    assumed = "" if info.layout else ", order assumed"
+    return (
+        f"{_q(info.path)} has {info.channels} channels ({names}{assumed}): downmixed to stereo "
+        f"(ITU-R BS.775, LFE dropped, scaled x{matrix.max():.3f} so it cannot clip)"
+    )
+
+
+# -- the two decoders -------------------------------------------------------------
+
+
+class _Sndfile:
+    """A file libsndfile opened."""
+
+    def __init__(self, path: Path, f: sf.SoundFile):
+        self.path, self._file = path, f
+        self.info = AudioInfo(path, f.samplerate, f.channels, f.frames)
+
+    def blocks(self, block_frames: int, first: int = 0) -> Iterator[np.ndarray]:
+        """``(channels, n <= block_frames)`` float32 from frame ``first`` to the end of what decodes."""
+        f = self._file
+        try:
+            if first:
+                f.seek(first)
+            while True:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+                if len(block):
+                    yield np.ascontiguousarray(block.T)
+                if len(block) < block_frames:  # end of the decodable data
+                    return
+        except (sf.SoundFileError, OSError) as exc:
+            raise _unreadable_error(self.path, exc) from exc
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _PyAV:
+    """Audio stream ``stream`` of a file FFmpeg opened (PyAV), decoded packet by packet."""
+
+    def __init__(self, path: Path, stream: int):
+        import av
+
+        self.path, self.stream_index = path, stream
+        self._av = av
+        try:
+            self._container = av.open(str(path), metadata_errors="ignore")
+        except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+            raise _FFmpegOpenError(_ffmpeg_reason(exc)) from exc
+        try:
+            streams = self._container.streams.audio
+            if not streams:
+                raise SepnetError(
+                    f"{_q(path)} has no audio stream (FFmpeg reads it as {self._container.format.name}); "
+                    "pass an audio or video file with sound"
+                )
+            if stream >= len(streams):
+                raise SepnetError(
+                    f"{_q(path)} has {len(streams)} audio stream(s), so stream {stream} does not exist; "
+                    "check the file (a MUSDB18 .stem.mp4 has 5)"
+                )
+            self._stream = streams[stream]
+            ctx = self._stream.codec_context
+            rate, channels = int(ctx.sample_rate or 0), int(ctx.channels or 0)
+            if rate <= 0 or channels <= 0:
+                raise SepnetError(
+                    f"{_q(path)} is not a readable audio file (FFmpeg finds {channels} channels at {rate} Hz); "
+                    "re-export it as WAV/FLAC or remove the track"
+                )
+            names = tuple(ch.name for ch in ctx.layout.channels)
+            layout = names if names and all(n and n != "NONE" for n in names) else None
+            self.info = AudioInfo(path, rate, channels, self._nominal_frames(rate), FFMPEG, layout)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _nominal_frames(self, rate: int) -> int:
+        """The container's duration in samples (0 when it states none)."""
+        s = self._stream
+        if s.duration is not None and s.time_base is not None:
+            seconds = float(s.duration * s.time_base)
+        elif self._container.duration is not None:
+            seconds = self._container.duration / self._av.time_base
+        else:
+            return 0
+        return max(0, round(seconds * rate))
+
+    def blocks(self, block_frames: int, first: int = 0) -> Iterator[np.ndarray]:
+        """``(channels, n <= block_frames)`` float32 from sample ``first`` (decoded and dropped: exact) on."""
+        rate, channels = self.info.sample_rate, self.info.channels
+        pending: list[np.ndarray] = []
+        held = 0
+        to_skip = first
+        for frame in self._frames():
+            if frame.sample_rate != rate or len(frame.layout.channels) != channels:
+                raise SepnetError(
+                    f"{_q(self.path)} changes from {channels} channels at {rate} Hz to "
+                    f"{len(frame.layout.channels)} at {frame.sample_rate} Hz mid-stream; re-export it as WAV/FLAC"
+                )
+            audio = _frame_samples(frame, channels)
+            if to_skip:
+                cut = min(to_skip, audio.shape[1])
+                audio, to_skip = audio[:, cut:], to_skip - cut
+            if not audio.shape[1]:
+                continue
+            pending.append(audio)
+            held += audio.shape[1]
+            while held >= block_frames:
+                joined = np.concatenate(pending, axis=1) if len(pending) > 1 else pending[0]
+                yield np.ascontiguousarray(joined[:, :block_frames])
+                rest = joined[:, block_frames:]
+                pending, held = ([rest] if rest.shape[1] else []), rest.shape[1]
+        if held:
+            yield np.ascontiguousarray(np.concatenate(pending, axis=1))
+
+    def _frames(self):
+        av = self._av
+        try:
+            for packet in self._container.demux(self._stream):
+                yield from packet.decode()
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise SepnetError(
+                f"{_q(self.path)} cannot be decoded (ffmpeg: {_ffmpeg_reason(exc)}); "
+                "re-export it as WAV/FLAC or remove the track"
+            ) from exc
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class _FFmpegOpenError(Exception):
+    """FFmpeg could not open a file (its reason is the message)."""
+
+
+_SAMPLE_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2.0**31, "s64": 2.0**63}
+
+
+def _frame_samples(frame, channels: int) -> np.ndarray:
+    """An ``av.AudioFrame`` as ``(channels, samples)`` float32 in [-1, 1]."""
+    fmt = frame.format
+    data = frame.to_ndarray()
+    if not fmt.is_planar:  # packed: (1, samples * channels), interleaved
+        data = data.reshape(-1, channels).T
+    name = fmt.name.removesuffix("p")
+    if name in _SAMPLE_SCALE:
+        offset = 128.0 if name == "u8" else 0.0
+        return ((data.astype(np.float64) - offset) / _SAMPLE_SCALE[name]).astype(np.float32)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _sndfile_suffix(path: Path) -> bool:
+    """Whether ``path``'s suffix names a format libsndfile handles (its errors then explain best)."""
+    ext = path.suffix.lower().lstrip(".")
+    return bool(ext) and _FORMAT_ALIASES.get(ext, ext.upper()) in sf.available_formats()
+
+
+def _open(path: Path, stream: int | None = None):
+    """Open ``path`` with libsndfile, or else FFmpeg; every failure is a :class:`SepnetError`.
+
+    ``stream`` (an audio stream index) always goes to FFmpeg: libsndfile has no streams.
+    """
+    if not os.path.exists(path):
+        raise SepnetError(f"{_q(path)} does not exist; check the path")
+    if path.is_dir():
+        raise SepnetError(f"{_q(path)} is a directory, not an audio file; name a file inside it")
+    if not os.access(path, os.R_OK):
+        raise SepnetError(f"{_q(path)} cannot be read (permission denied); fix its permissions")
+    sndfile_error: Exception | None = None
+    if stream is None:
+        try:
+            f = sf.SoundFile(path)
+        except (sf.SoundFileError, OSError) as exc:
+            sndfile_error = exc
+        else:
+            if f.samplerate <= 0:
+                f.close()
+                raise SepnetError(
+                    f"{_q(path)} is not a readable audio file (header says sample rate "
+                    f"{f.samplerate}); re-export it as WAV/FLAC or remove the track"
+                )
+            return _Sndfile(path, f)
+    try:
+        return _PyAV(path, stream or 0)
+    except _FFmpegOpenError as exc:
+        if sndfile_error is not None and _sndfile_suffix(path):
+            raise _unreadable_error(path, sndfile_error) from sndfile_error
+        raise SepnetError(
+            f"{_q(path)} is not a readable audio file (ffmpeg: {exc}); re-export it as WAV/FLAC or remove the track"
+        ) from exc
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def audio_info(path: str | os.PathLike, stream: int | None = None) -> AudioInfo:
+    """Read only the header of ``path`` (or of its audio stream ``stream``).
 
     Raises :class:`SepnetError` if the file is missing, unreadable, not audio
     or has no samples. The channel count is reported as is (not checked).
     """
     path = Path(path)
-    with _open(path) as f:
-        info = AudioInfo(path, f.samplerate, f.channels, f.frames)
+    decoder = _open(path, stream)
+    try:
+        info = decoder.info
+        if info.frames == 0 and info.decoder == FFMPEG:  # no stated duration: count what decodes
+            frames = sum(b.shape[1] for b in decoder.blocks(_READ_BLOCK_FRAMES))
+            info = AudioInfo(path, info.sample_rate, info.channels, frames, info.decoder, info.layout)
+    finally:
+        decoder.close()
     if info.frames == 0:
         raise _empty_error(path)
     return info
@@ -90,11 +382,13 @@ def read_audio(
     *,
     start: float = 0.0,
     duration: float | None = None,
+    stream: int | None = None,
 ) -> np.ndarray:
     """Read ``path`` as float32 stereo of shape ``(2, samples)``.
 
-    Mono is returned as two identical channels ("fake stereo"); more than two
-    channels, NaN/Inf samples or an empty file raise :class:`SepnetError`.
+    Mono is returned as two identical channels ("fake stereo"); more than two are
+    downmixed (:func:`stereo_downmix`; an unknown layout raises). NaN/Inf samples or
+    an empty file raise :class:`SepnetError`.
 
     Args:
         path: the audio file.
@@ -103,6 +397,8 @@ def read_audio(
         start: where to begin, in seconds (of the file's own timeline).
         duration: how many seconds to read from ``start``; ``None`` reads to
             the end. A span running past the end is cut at the end.
+        stream: the audio stream of a multi-stream file (MUSDB18's ``.stem.mp4``);
+            ``None`` reads a plain file (the first audio stream of a container).
 
     Returns:
         ``(2, samples)`` float32, C-contiguous; ``samples`` is about
@@ -117,115 +413,91 @@ def read_audio(
             "start must be >= 0 and duration > 0 (or None for the rest of the file)"
         )
 
-    with _open(path) as f:
-        file_rate, channels, frames = f.samplerate, f.channels, f.frames
-        if channels > 2:
-            raise SepnetError(
-                f"{_q(path)} has {channels} channels; sepnet reads mono or stereo: downmix it to stereo first"
-            )
-        if frames == 0:
+    decoder = _open(path, stream)
+    try:
+        info = decoder.info
+        file_rate, frames = info.sample_rate, info.frames
+        matrix = stereo_downmix(info)
+        exact = info.decoder == LIBSNDFILE  # FFmpeg's header length is nominal: decode, then judge
+        if exact and frames == 0:
             raise _empty_error(path)
         first = round(start * file_rate)
-        if first >= frames:
-            raise SepnetError(
-                f"cannot read {_q(path)} from {start}s: it is only {frames / file_rate:.3f}s "
-                "long; use a start inside the file"
-            )
-        count = -1 if duration is None else max(1, round(duration * file_rate))
-        try:
-            if first:
-                f.seek(first)
-            data = _read_blocks(f, count)
-        except (sf.SoundFileError, OSError) as exc:
-            raise _unreadable_error(path, exc) from exc
+        if exact and first >= frames:
+            raise _past_end_error(path, start, frames / file_rate)
+        count = None if duration is None else max(1, round(duration * file_rate))
+        blocks, got = [], 0
+        for block in decoder.blocks(_READ_BLOCK_FRAMES if count is None else min(count, _READ_BLOCK_FRAMES), first):
+            if count is not None:
+                block = block[:, : count - got]
+            blocks.append(block)
+            got += block.shape[1]
+            if count is not None and got >= count:
+                break
+    finally:
+        decoder.close()
 
     # A header can promise more frames than the file holds (truncated or
     # corrupt); what decodes is used, but nothing at all is an error.
-    if data.shape[0] == 0:
+    if got == 0:
         if first == 0:
             raise _empty_error(path)
+        if not exact:
+            raise _past_end_error(path, start, None)
         raise SepnetError(
             f"{_q(path)} has no decodable samples after {start}s (truncated or corrupt?); "
             "re-export it as WAV/FLAC or remove the track"
         )
-    if not np.isfinite(data).all():
+    audio = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+    if not np.isfinite(audio).all():
         raise SepnetError(f"{_q(path)} contains NaN/Inf samples; re-export it (e.g. as 24-bit PCM) or remove the track")
 
-    audio = np.ascontiguousarray(data.T)  # (channels, samples)
-    if channels == 1:
+    if matrix is not None:
+        log.info(_describe_downmix(info, matrix))
+        audio = matrix @ audio
+    elif info.channels == 1:
         audio = np.repeat(audio, 2, axis=0)
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
     if sample_rate is not None:
         audio = resample(audio, file_rate, sample_rate)
     return audio
 
 
 def read_stream(path: str | os.PathLike, stream: int, sample_rate: int | None = None) -> np.ndarray:
-    """Read stream ``stream`` of a multi-stream file (MUSDB18's ``.stem.mp4``) as ``(2, samples)`` float32.
+    """Read audio stream ``stream`` of a multi-stream file (MUSDB18's ``.stem.mp4``) as ``(2, samples)`` float32.
 
-    Decoded by ffmpeg through ``stempeg`` (soundfile cannot read MP4); the same
-    checks as :func:`read_audio` apply (mono -> fake stereo, > 2 channels,
-    NaN/Inf and empty streams raise :class:`SepnetError` naming the file).
+    :func:`read_audio` with ``stream``: decoded by FFmpeg through PyAV, same checks.
+    """
+    return read_audio(path, sample_rate, stream=stream)
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike, block_frames: int = _READ_BLOCK_FRAMES, stream: int | None = None
+) -> Iterator[np.ndarray]:
+    """Read ``path`` block by block at its own rate, for streaming.
+
+    Yields ``(channels, n)`` float32 blocks (``n <= block_frames``), ``channels``
+    being :attr:`AudioInfo.channels_read`: mono stays mono, more than two channels
+    are downmixed to stereo (:func:`stereo_downmix`, one info line). Memory stays one
+    block whatever the file's length. The same checks as :func:`read_audio` (missing,
+    corrupt, empty, unknown layout, NaN/Inf) raise :class:`SepnetError`; call
+    :func:`audio_info` first for the rate and channels.
     """
     path = Path(path)
-    if not os.path.exists(path):
-        raise SepnetError(f"{_q(path)} does not exist; check the path")
+    decoder = _open(path, stream)
     try:
-        import stempeg
-
-        data, file_rate = stempeg.read_stems(str(path), stem_id=stream, ffmpeg_format="f32le", dtype=np.float32)
-    except Exception as exc:  # ffmpeg/stempeg raise many kinds; all mean "cannot decode"
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise SepnetError(
-            f"cannot decode stream {stream} of {_q(path)} with ffmpeg ({reason}); check the file "
-            "(ffprobe shows its streams) or remove the track"
-        ) from exc
-    data = np.asarray(data, dtype=np.float32)
-    if data.ndim == 1:
-        data = data[:, None]
-    if data.shape[0] == 0:
-        raise _empty_error(path)
-    if data.shape[1] > 2:
-        raise SepnetError(
-            f"stream {stream} of {_q(path)} has {data.shape[1]} channels; sepnet reads mono or stereo: downmix it first"
-        )
-    if not np.isfinite(data).all():
-        raise SepnetError(f"stream {stream} of {_q(path)} contains NaN/Inf samples; re-export it or remove the track")
-    audio = np.ascontiguousarray(data.T)
-    if audio.shape[0] == 1:
-        audio = np.repeat(audio, 2, axis=0)
-    if sample_rate is not None:
-        audio = resample(audio, int(file_rate), sample_rate)
-    return audio
-def iter_audio_blocks(path: str | os.PathLike, block_frames: int = _READ_BLOCK_FRAMES):
-    """Read ``path`` block by block, at its own rate and channel count, for streaming.
-
-    Yields ``(channels, n)`` float32 blocks (``n <= block_frames``); memory stays one
-    block whatever the file's length. The same checks as :func:`read_audio`
-    (missing, corrupt, empty, more than two channels, NaN/Inf) raise
-    :class:`SepnetError`; call :func:`audio_info` first for the rate and channels.
-    """
-    path = Path(path)
-    with _open(path) as f:
-        if f.channels > 2:
-            raise SepnetError(
-                f"{_q(path)} has {f.channels} channels; sepnet reads mono or stereo: downmix it to stereo first"
-            )
+        matrix = stereo_downmix(decoder.info)
+        if matrix is not None:
+            log.info(_describe_downmix(decoder.info, matrix))
         got = 0
-        while True:
-            try:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
-            except (sf.SoundFileError, OSError) as exc:
-                raise _unreadable_error(path, exc) from exc
-            if len(block) == 0:
-                break
+        for block in decoder.blocks(block_frames):
             if not np.isfinite(block).all():
                 raise SepnetError(
                     f"{_q(path)} contains NaN/Inf samples; re-export it (e.g. as 24-bit PCM) or remove the track"
                 )
-            got += len(block)
-            yield np.ascontiguousarray(block.T)
-            if len(block) < block_frames:
-                break
+            got += block.shape[1]
+            yield block if matrix is None else np.ascontiguousarray(matrix @ block)
+    finally:
+        decoder.close()
     if got == 0:
         raise _empty_error(path)
 
@@ -423,43 +695,15 @@ def _unreadable_error(path: Path, exc: Exception) -> SepnetError:
     )
 
 
-def _open(path: Path) -> sf.SoundFile:
-    """Open ``path`` for reading, turning every failure into a :class:`SepnetError`."""
-    if not os.path.exists(path):
-        raise SepnetError(f"{_q(path)} does not exist; check the path")
-    if path.is_dir():
-        raise SepnetError(f"{_q(path)} is a directory, not an audio file; name a file inside it")
-    if not os.access(path, os.R_OK):
-        raise SepnetError(f"{_q(path)} cannot be read (permission denied); fix its permissions")
-    try:
-        f = sf.SoundFile(path)
-    except (sf.SoundFileError, OSError) as exc:
-        raise _unreadable_error(path, exc) from exc
-    if f.samplerate <= 0:
-        f.close()
-        raise SepnetError(
-            f"{_q(path)} is not a readable audio file (header says sample rate "
-            f"{f.samplerate}); re-export it as WAV/FLAC or remove the track"
-        )
-    return f
+def _past_end_error(path: Path, start: float, seconds: float | None) -> SepnetError:
+    length = "shorter than that" if seconds is None else f"only {seconds:.3f}s long"
+    return SepnetError(f"cannot read {_q(path)} from {start}s: it is {length}; use a start inside the file")
 
 
-def _read_blocks(f: sf.SoundFile, count: int) -> np.ndarray:
-    """Read up to ``count`` frames (-1: to the end) as ``(frames, channels)`` float32."""
-    blocks = []
-    remaining = count
-    while remaining != 0:
-        want = _READ_BLOCK_FRAMES if remaining < 0 else min(remaining, _READ_BLOCK_FRAMES)
-        block = f.read(want, dtype="float32", always_2d=True)
-        if len(block):
-            blocks.append(block)
-        if len(block) < want:  # end of the decodable data
-            break
-        if remaining > 0:
-            remaining -= len(block)
-    if not blocks:
-        return np.zeros((0, f.channels), dtype=np.float32)
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+def _ffmpeg_reason(exc: Exception) -> str:
+    """FFmpeg's own reason, without PyAV's errno and repeated path."""
+    reason = str(getattr(exc, "strerror", None) or exc).strip()
+    return reason.splitlines()[-1] if reason else type(exc).__name__
 
 
 def _format_for(path: Path, subtype: str | None) -> tuple[str, str]:

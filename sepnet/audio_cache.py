@@ -5,7 +5,8 @@ per batch. sepnet decodes (and resamples) each file once into
 ``<cache folder>/<id>-<fingerprint>.npy``:
 
 - ``id`` hashes the file's absolute path, the stream index (for multi-stream
-  files) and the target sample rate, so one folder serves every dataset and rate;
+  files) and the target sample rate, so one folder serves every dataset and rate
+  (stream entries also name their decoder, PyAV since it replaced stempeg);
 - ``fingerprint`` hashes the file's size and modification time, so a changed
   file gets a new entry (and the old one is deleted) the next time it is loaded.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sepnet.audio import read_audio, read_stream
+from sepnet.audio import read_audio
 from sepnet.errors import SepnetError
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,8 @@ USER_CACHE = Path("~/.cache/sepnet/audio")
 
 
 def decode(path: Path, stream: int | None, sample_rate: int) -> np.ndarray:
-    """Decode ``path`` (or stream ``stream`` of it) to ``(2, samples)`` float32 at ``sample_rate``."""
-    if stream is None:
-        return read_audio(path, sample_rate)
-    return read_stream(path, stream, sample_rate)
+    """Decode ``path`` (or audio stream ``stream`` of it) to ``(2, samples)`` float32 at ``sample_rate``."""
+    return read_audio(path, sample_rate, stream=stream)
 
 
 def _writable(folder: Path) -> bool:
@@ -102,7 +101,10 @@ class AudioCache:
     def _names(self, path: Path, stream: int | None) -> tuple[str, str]:
         """(id, fingerprint) of ``path``; ``path`` must exist."""
         stat = path.stat()
-        ident = hashlib.sha1(f"v{CACHE_VERSION}|{path}|{stream}|{self.sample_rate}".encode()).hexdigest()[:24]
+        # Streams were decoded by stempeg (the ffmpeg program) before PyAV: new ids, so they are rebuilt
+        # while the entries of plain files, decoded as before, are kept.
+        decoder = "" if stream is None else "|pyav"
+        ident = hashlib.sha1(f"v{CACHE_VERSION}|{path}|{stream}|{self.sample_rate}{decoder}".encode()).hexdigest()[:24]
         fingerprint = hashlib.sha1(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
         return ident, fingerprint
 

@@ -101,13 +101,8 @@ def stem_stats(audio: np.ndarray, sample_rate: int, limits: Thresholds) -> StemS
 
 def _header(path: Path, stream: int | None) -> tuple[int, int]:
     """(sample rate, channels) of a file or a stream of it, from the header only."""
-    if stream is None:
-        info = audio_info(path)
-        return info.sample_rate, info.channels
-    import stempeg
-
-    info = stempeg.Info(str(path))
-    return int(info.rate(stream)), int(info.channels(stream))
+    info = audio_info(path, stream)
+    return info.sample_rate, info.channels
 
 
 def check_track(
@@ -138,6 +133,9 @@ def check_track(
     mono = [name for name, (_, channels) in headers.items() if channels == 1]
     if mono:
         report.warnings.append(f"mono file(s) read as fake stereo: {', '.join(mono)}")
+    surround = [f"{name} ({channels} ch)" for name, (_, channels) in headers.items() if channels > 2]
+    if surround:
+        report.warnings.append(f"file(s) downmixed to stereo (ITU-R BS.775): {', '.join(surround)}")
     if len(report.rates) > 1:
         detail = ", ".join(f"{name} {r} Hz" for name, (r, _) in headers.items())
         report.warnings.append(f"mixed sample rates ({detail}); all resampled to {rate} Hz")

@@ -3,11 +3,19 @@
     python -m sepnet.separate ckpt=best.ckpt input=song.flac             # separated/song/<stem>.wav
     python -m sepnet.separate ckpt=best.ckpt input=~/musdb18hq/test out=est  # est/test/<track>/<stem>.wav
 
-Any file soundfile reads, at any sample rate, mono or stereo. Each stem is
-written as ``<out>/<track>/<stem>.wav`` at the input's sample rate, channel count
-and length; a model with a single target also writes ``accompaniment.wav``
-(the input minus that target, at the input's own rate, so nothing above the
-model's band is lost from it).
+Any audio file at any sample rate: WAV/FLAC/OGG/MP3/AIFF through libsndfile,
+everything else FFmpeg decodes (M4A/AAC, Opus in WebM, WMA, the soundtrack of an
+MP4/MKV/MOV video, ...) through PyAV (:mod:`sepnet.audio`). Each stem is written as
+``<out>/<track>/<stem>.wav`` at the input's sample rate and decoded length, mono
+for a mono input and stereo otherwise (more than two channels are downmixed to
+stereo for the model, ITU-R BS.775 for 5.1, with one line saying so); a model
+with a single target also writes ``accompaniment.wav`` (the input minus that
+target, at the input's own rate, so nothing above the model's band is lost from it).
+
+``separate.gain`` scales the stems: a number, or ``auto`` with
+``separate.gain_from=<results.json>`` to apply the per-stem gains an ``evaluate``
+run of the same checkpoint learned (``eval.gain=auto``: median g* on valid;
+otherwise the median g* of the split it scored).
 
 The whole path streams: the input is read block by block, resampled to the
 model's rate (soxr streaming), separated in cross-faded chunks
@@ -25,7 +33,9 @@ reads, ``<out>/<subset>/<track>/<stem>.wav``: a MUSDB18-HQ-style tree
 from __future__ import annotations
 
 import collections
+import json
 import logging
+import math
 import queue
 import re
 import sys
@@ -41,7 +51,7 @@ import soxr
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet import checkpoint
-from sepnet.audio import AudioWriter, audio_info, iter_audio_blocks
+from sepnet.audio import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
 from sepnet.config import CONFIG_DIR, check_group_choices
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.overlap_add import OverlapAdd, build_runner
@@ -76,6 +86,12 @@ def _inside(folder: Path, path: Path) -> Path:
     return path
 
 
+def track_name(path: Path) -> str:
+    """The track name of an input file: its name without the suffix (and without MUSDB18's ``.stem``)."""
+    name = path.name
+    return name[: -len(".stem.mp4")] if name.lower().endswith(".stem.mp4") else path.stem
+
+
 @dataclass(frozen=True)
 class Job:
     """One input file and the folder (relative to ``out``) its stems go to."""
@@ -98,7 +114,7 @@ def find_jobs(input_path: Path) -> list[Job]:
     if not input_path.exists():
         raise SepnetError(f"input '{input_path}' does not exist; pass input=<audio file or folder>")
     if input_path.is_file():
-        return [Job(input_path, Path(safe_name(input_path.stem)))]
+        return [Job(input_path, Path(safe_name(track_name(input_path))))]
     jobs: list[Job] = []
     splits = [d for d in sorted(input_path.iterdir()) if d.is_dir() and d.name in ("train", "valid", "test")]
     track_dirs = [(d, _subset(s.name)) for s in splits for d in sorted(s.iterdir()) if d.is_dir()]
@@ -110,7 +126,7 @@ def find_jobs(input_path: Path) -> list[Job]:
             jobs.append(Job(mixture, Path(subset, safe_name(folder.name))))
     for f in sorted(input_path.iterdir()):
         if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES:
-            jobs.append(Job(f, Path(own, safe_name(f.stem))))
+            jobs.append(Job(f, Path(own, safe_name(track_name(f)))))
     if not jobs:
         raise SepnetError(
             f"input folder '{input_path}' holds no audio files and no track folders with a mixture file; "
@@ -180,26 +196,38 @@ def _read_ahead(blocks, depth: int = 2):
             blocks.close()
 
 
-def separate_file(runner: OverlapAdd, job: Job, out: Path, gain: float, accompaniment: bool, suffix: str = ".wav") -> list[Path]:
-    """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written."""
+def separate_file(
+    runner: OverlapAdd, job: Job, out: Path, gain: float | np.ndarray, accompaniment: bool, suffix: str = ".wav"
+) -> list[Path]:
+    """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written.
+
+    ``gain`` is one number or one per stem of ``runner.stems``. The stems are as long as
+    the decoded input (for FFmpeg-decoded files that can differ from the header's
+    nominal length by a codec frame), mono for mono and stereo for anything else.
+    """
     info = audio_info(job.audio)
-    rate, channels, frames = info.sample_rate, info.channels, info.frames
-    if channels > 2:
-        raise SepnetError(f"'{job.audio}' has {channels} channels; sepnet reads mono or stereo: downmix it to stereo first")
+    stereo_downmix(info)  # an unknown layout fails here, before any output file is created
+    rate, channels = info.sample_rate, info.channels_read
     stems = runner.stems
+    gains = np.broadcast_to(np.asarray(gain, dtype=np.float32), (len(stems),))[:, None, None]
     names = [*stems, *([ACCOMPANIMENT] if accompaniment else [])]
     folder = _inside(out, out / job.folder)
     paths = [_inside(out, folder / f"{n}{suffix}") for n in names]
     to_model = _resampler(rate, runner.sample_rate, 2)
     to_input = _resampler(runner.sample_rate, rate, 2 * len(stems))
     pending_mix: collections.deque[np.ndarray] = collections.deque()  # input blocks not yet matched by output
+    frames: int | None = None  # decoded input length, known once the reader is done
 
     def model_blocks():
+        nonlocal frames
+        decoded = 0
         for block in iter_audio_blocks(job.audio, max(1, round(_BLOCK_SECONDS * rate))):
+            decoded += block.shape[1]
             if accompaniment:
                 pending_mix.append(block)
             stereo = block if block.shape[0] == 2 else np.repeat(block, 2, axis=0)
             yield to_model(stereo.T).T
+        frames = decoded  # before the flush below: every output after it is cut to this length
         yield to_model(np.zeros((0, 2), np.float32), last=True).T
 
     def take_mixture(n: int) -> np.ndarray:
@@ -223,9 +251,14 @@ def separate_file(runner: OverlapAdd, job: Job, out: Path, gain: float, accompan
             entered.append(w.__enter__())
 
         def write(block: np.ndarray) -> None:
-            """(frames, stems*2) at the input rate -> every writer, cut at the input's length."""
+            """(frames, stems*2) at the input rate -> every writer, cut at the input's length.
+
+            Output lags input (resampler delay, overlap-add), so nothing passes the input's
+            length before that length is known.
+            """
             nonlocal written
-            block = block[: max(0, frames - written)]
+            if frames is not None:
+                block = block[: max(0, frames - written)]
             if not len(block):
                 return
             estimates = block.T.reshape(len(stems), 2, -1)
@@ -238,7 +271,7 @@ def separate_file(runner: OverlapAdd, job: Job, out: Path, gain: float, accompan
             written += estimates.shape[-1]
 
         for estimates in runner.stream(_read_ahead(model_blocks())):
-            estimates = estimates * np.float32(gain)
+            estimates = estimates * gains
             write(to_input(estimates.reshape(-1, estimates.shape[-1]).T))
         write(to_input(np.zeros((0, 2 * len(stems)), np.float32), last=True))
         if written < frames:  # resampling round trips can come out a sample or two short
@@ -252,6 +285,108 @@ def separate_file(runner: OverlapAdd, job: Job, out: Path, gain: float, accompan
     return paths
 
 
+# -- the output gain ------------------------------------------------------------------------
+
+# Inference knobs that change what the model outputs, hence the gain that fits it.
+_GAIN_KNOBS = ("mask_scale", "mask_clip", "threshold", "wiener_iters")
+
+
+def _same_checkpoint(results: dict, loaded: checkpoint.LoadedCheckpoint) -> bool:
+    """Whether ``results`` (an evaluate run's) scored ``loaded``: the same file, or a copy of it."""
+    scored = results.get("checkpoint")
+    if scored and Path(scored).expanduser().resolve() == loaded.path.resolve():
+        return True
+    # A moved or copied checkpoint: its resolved config (which names its own run dir) and lineage agree.
+    mine = {"config": OmegaConf.to_container(loaded.config, resolve=True), "lineage": loaded.lineage}
+    theirs = {"config": results.get("checkpoint_config"), "lineage": results.get("lineage")}
+    return json.dumps(mine, sort_keys=True, default=str) == json.dumps(theirs, sort_keys=True, default=str)
+
+
+def learned_gains(path: Path, loaded: checkpoint.LoadedCheckpoint, stems: list[str], knobs) -> tuple[np.ndarray, str]:
+    """Per-stem gains ``(stems,)`` from an ``evaluate`` run's ``results.json``, and where they came from.
+
+    A run with ``eval.gain=auto`` applied the median optimal gain g* learned on the
+    valid split; that is taken. Any other run reports the median g* of the split it
+    scored (``per_stem.<stem>.gain_median``), taken instead. A stem without a usable
+    g* (silent everywhere) keeps gain 1, as in ``eval.gain=auto``.
+
+    Raises :class:`SepnetError` for a missing or unreadable file, or one from another
+    checkpoint or other stems. Inference knobs that differ from the ones the gains
+    were learned with are a warning: the gains then fit only approximately.
+    """
+    fix = f"pass the results.json of `python -m sepnet.evaluate ckpt={loaded.path}`, or set separate.gain=<number>"
+    if not path.is_file():
+        raise SepnetError(f"separate.gain_from '{path}' does not exist; {fix}")
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SepnetError(f"separate.gain_from '{path}' is not readable JSON ({exc}); {fix}") from exc
+    if not isinstance(results, dict) or not isinstance(results.get("gain"), dict):
+        raise SepnetError(f"separate.gain_from '{path}' is not an evaluate run's results.json (it has no 'gain'); {fix}")
+    if not _same_checkpoint(results, loaded):
+        raise SepnetError(
+            f"separate.gain_from '{path}' holds the gains of checkpoint '{results.get('checkpoint')}', not of "
+            f"'{loaded.path}'; gains fit only the model they were learned for: {fix}"
+        )
+    if sorted(results["gain"]) != sorted(stems):
+        raise SepnetError(
+            f"separate.gain_from '{path}' has gains for {', '.join(results['gain']) or 'no stems'} but the checkpoint "
+            f"separates {', '.join(stems)}; {fix}"
+        )
+    source = str(results.get("gain_source", ""))
+    if source.startswith("auto"):
+        picked, where = results["gain"], f"evaluate's eval.gain={source}"
+    else:
+        per_stem = results.get("per_stem") or {}
+        picked = {s: (per_stem.get(s) or {}).get("gain_median") for s in stems}
+        where = f"median g* of the {results.get('tracks', '?')} {results.get('split', '?')} tracks evaluate scored"
+    gains = []
+    for stem in stems:
+        value = picked.get(stem)
+        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        gains.append(float(value) if usable else 1.0)
+    learned_knobs = results.get("knobs") or {}
+    differ = [f"{k}={learned_knobs[k]} there, {knobs[k]} here" for k in _GAIN_KNOBS if k in learned_knobs and learned_knobs[k] != knobs[k]]
+    if differ:
+        log.warning("the gains in '%s' were learned with other inference knobs (%s); they fit only approximately",
+                    path, "; ".join(differ))
+    return np.array(gains, dtype=np.float32), where
+
+
+def check_gain(knobs) -> float | None:
+    """``separate.gain`` as a number, or None for ``auto``; a :class:`SepnetError` for a bad setting."""
+    gain, gain_from = knobs.gain, knobs.get("gain_from")
+    if gain == "auto":
+        if gain_from in (None, ""):
+            raise SepnetError(
+                "separate.gain=auto reads the gains an evaluate run learned: pass "
+                "separate.gain_from=<its results.json>, or set separate.gain=<number>"
+            )
+        return None
+    if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not (math.isfinite(gain) and gain > 0):
+        raise SepnetError(
+            f"separate.gain={gain!r} is not valid; set it to a number > 0, or to auto with "
+            f"separate.gain_from=<results.json of an evaluate run>"
+        )
+    if gain_from not in (None, ""):
+        raise SepnetError(
+            f"separate.gain_from is set but separate.gain={gain!r}; set separate.gain=auto to use its gains, "
+            "or drop separate.gain_from"
+        )
+    return float(gain)
+
+
+def resolve_gain(knobs, loaded: checkpoint.LoadedCheckpoint, stems: list[str]) -> np.ndarray:
+    """``(stems,)`` output gains from ``separate.gain`` (a number, or ``auto`` with ``separate.gain_from``)."""
+    gain = check_gain(knobs)
+    if gain is not None:
+        return np.full(len(stems), gain, dtype=np.float32)
+    gains, where = learned_gains(Path(str(knobs.gain_from)).expanduser(), loaded, stems, knobs)
+    print(f"gain=auto from '{knobs.gain_from}' ({where}): " + ", ".join(f"{s} x{g:.3f}" for s, g in zip(stems, gains)),
+          flush=True)
+    return gains
+
+
 # -- the entry point ------------------------------------------------------------------------
 
 
@@ -261,21 +396,17 @@ def run_separation(cfg: DictConfig) -> list[Path]:
         if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
             raise SepnetError(f"no {key} given; pass {key}=<path>")
     knobs = cfg.separate
-    gain = knobs.gain
-    if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not gain > 0:
-        raise SepnetError(
-            f"separate.gain={gain!r} is not valid; set it to a number > 0 (evaluate's results.json 'gain' "
-            f"holds what eval.gain=auto learned)"
-        )
+    check_gain(knobs)  # a bad setting fails before the slow work
     jobs = find_jobs(Path(cfg.input).expanduser())
     loaded = checkpoint.load(cfg.ckpt)
     runner = build_runner(loaded.separator, knobs, "separate")
+    gains = resolve_gain(knobs, loaded, list(runner.stems))
     accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
     out = Path(cfg.out).expanduser()
     written = []
     for i, job in enumerate(jobs):
         start = time.perf_counter()
-        paths = separate_file(runner, job, out, float(gain), accompaniment)
+        paths = separate_file(runner, job, out, gains, accompaniment)
         seconds = audio_info(job.audio).duration
         elapsed = time.perf_counter() - start
         print(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,12 @@ import yaml
 from sepnet import STEMS
 from sepnet.errors import SepnetError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+AUDIO_SUFFIXES = (
+    # libsndfile's formats first, then what FFmpeg decodes (sepnet.audio); the first wins for one name.
+    ".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus",
+    ".m4a", ".aac", ".wma", ".webm", ".mka", ".mp4", ".mkv", ".mov",
+)
+"""Suffixes of the audio files sources and ``separate`` pick up; the decoder is chosen by the content, not these."""
 MIXTURE = "mixture"
 CACHE_FOLDER = ".sepnet-cache"
 """Name of the decoded-audio cache folder a source puts beside its data by default."""
@@ -210,7 +214,8 @@ class FolderSource:
     """One folder of track folders per split (the log's ``data/train``, ``data/val``).
 
     Each track folder holds ``mixture.<ext>`` (optional) and one file per stem,
-    ``<stem>.<ext>`` in any format soundfile reads (WAV, FLAC, OGG, MP3, AIFF).
+    ``<stem>.<ext>`` in any format of :data:`AUDIO_SUFFIXES` (WAV, FLAC, OGG, MP3, AIFF
+    through libsndfile; M4A/AAC, Opus, WMA, WebM/MKV/MP4 soundtracks through FFmpeg).
 
     Args:
         train_dir: training tracks (``data.train_dir``).
@@ -264,20 +269,14 @@ class FolderSource:
 def _musdb_setup() -> dict:
     """The ``musdb`` package's own setup file: stem file names, stream ids and the official validation tracks.
 
-    Read from the installed package without importing it (its import chain wants
-    ffmpeg, which MUSDB18-HQ does not need).
+    Read from the installed package without importing it (its import chain, through
+    stempeg, wants the ffmpeg program, which sepnet's own decoding does not).
     """
     spec = importlib.util.find_spec("musdb")
     if spec is None or not spec.submodule_search_locations:
         raise SepnetError("data=musdb needs the musdb package; install it with: pip install musdb")
     setup = Path(next(iter(spec.submodule_search_locations))) / "configs" / "mus.yaml"
     return yaml.safe_load(setup.read_text())
-
-
-FFMPEG_HELP = (
-    "install ffmpeg (Debian/Ubuntu: sudo apt-get install ffmpeg; macOS: brew install ffmpeg; "
-    "conda: conda install -c conda-forge ffmpeg) or use MUSDB18-HQ with data.source.is_wav=true"
-)
 
 
 @dataclass
@@ -290,7 +289,8 @@ class MusdbSource:
     Args:
         root: the dataset root (holding ``train/`` and ``test/``).
         is_wav: True for MUSDB18-HQ (a folder of WAVs per track); False for
-            MUSDB18's ``<track>.stem.mp4`` files, decoded once with ffmpeg.
+            MUSDB18's ``<track>.stem.mp4`` files, each stem a stream decoded once by
+            FFmpeg's AAC decoder through PyAV (no ffmpeg program needed).
     """
 
     root: str
@@ -307,8 +307,6 @@ class MusdbSource:
             raise SepnetError(
                 f"MUSDB18 root '{self.root_path}' does not exist; set data.source.root=<folder holding train/ and test/>"
             )
-        if not self.is_wav and not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
-            raise SepnetError(f"MUSDB18 .stem.mp4 files need ffmpeg and ffprobe on PATH, which are missing; {FFMPEG_HELP}")
         for subset in ("train", "test"):
             if not (self.root_path / subset).is_dir():
                 raise SepnetError(
