@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -184,6 +185,7 @@ def fit(trainer: L.Trainer, module: SeparationModule, datamodule, ckpt_path: str
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         if stop.interrupted is not None:
+            wait_for_other_ranks(trainer)
             raise stop.interrupted from None
         raise
     except Exception as exc:
@@ -193,16 +195,30 @@ def fit(trainer: L.Trainer, module: SeparationModule, datamodule, ckpt_path: str
         raise
 
 
+def wait_for_other_ranks(trainer: L.Trainer, timeout_s: float = 120.0) -> None:
+    """Let the DDP processes this one launched finish before it exits, so its exit status is the run's last word."""
+    for process in getattr(trainer.strategy.launcher, "procs", None) or []:
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("DDP process %d did not exit within %g s of the stop; leaving it", process.pid, timeout_s)
+
+
 @exit_on_user_error
 def train(cfg: DictConfig) -> float | None:
     """Train the run ``cfg`` describes; returns its best ``val/sdr`` (None if validation never ran).
 
     A run stopped by SIGTERM/Ctrl-C saves ``last.ckpt``, prints how to resume and
-    exits with ``128 + signal`` (143 for SIGTERM, 130 for Ctrl-C).
+    exits with ``128 + signal`` (143 for SIGTERM, 130 for Ctrl-C). Under DDP that is
+    rank 0; the other ranks stopped with it and exit quietly with status 0 (a
+    non-zero status of a rank Lightning launched makes it kill every process).
     """
     try:
         return run_training(cfg)[1].get("best_val_sdr")
     except TrainingInterrupted as stopped:
+        if stopped.rank != 0:
+            log.info("rank %d: %s (rank 0 saved the checkpoint)", stopped.rank, stopped)
+            return None
         run_dir = stopped.checkpoint.parent.parent if stopped.checkpoint is not None else cfg.paths.output_dir
         print(f"sepnet: {stopped}; continue with: python -m sepnet.train resume={run_dir}", file=sys.stderr, flush=True)
         sys.exit(128 + stopped.signum)
