@@ -45,12 +45,16 @@ from sepnet.separation_module import CHECKPOINT_KEY, SeparationModule
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: DictConfig) -> SeparationModule:
+def build_module(cfg: DictConfig, lineage: dict | None = None) -> SeparationModule:
     """The LightningModule for a composed run config: the ``module`` group's class (chosen by the model),
-    fresh weights or its parent's (``init.from_run`` / ``init.pretrained``), ``freeze.modules`` frozen."""
+    fresh weights or its parent's (``init.from_run`` / ``init.pretrained``), ``freeze.modules`` frozen.
+
+    ``lineage`` given (a resumed run's, from its checkpoint): the parent is not loaded, the weights come
+    from that checkpoint."""
     sched = cfg.sched
     separator = build_separator(cfg)
-    lineage = init_lineage(separator, cfg)
+    if lineage is None:
+        lineage = init_lineage(separator, cfg)
     module_class = instantiate(cfg.module)
     return module_class(
         separator=separator,
@@ -139,7 +143,7 @@ def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
-    module = build_module(cfg)
+    module = build_module(cfg, lineage=point.lineage)
     if cfg.get("compile"):
         module.separator.model.compile()  # in place: state_dict keys (and checkpoints) stay the same
     checkpoint = ModelCheckpoint(
