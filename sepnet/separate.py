@@ -28,7 +28,6 @@ import collections
 import logging
 import queue
 import re
-import sys
 import threading
 import time
 import unicodedata
@@ -42,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sepnet import checkpoint
 from sepnet.audio import AudioWriter, audio_info, iter_audio_blocks
-from sepnet.config import CONFIG_DIR, check_group_choices
+from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.overlap_add import OverlapAdd, build_runner
 from sepnet.sources import AUDIO_SUFFIXES
@@ -299,5 +298,5 @@ def main(cfg: DictConfig) -> int:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
+    prepare_command_line("separate")
     main()

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sepnet.checkpoint import build_separator, read_checkpoint
 from sepnet.checkpoint_io import AtomicCheckpointIO
-from sepnet.config import CONFIG_DIR, check_group_choices, check_override_keys
+from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.dashboards import ValidationMedia, finish_loggers
 from sepnet.errors import exit_on_user_error
 from sepnet.faults import GracefulStop, NonFiniteGuard, TrainingInterrupted, out_of_memory_error
@@ -234,6 +234,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
-    check_override_keys("train", sys.argv[1:])
+    prepare_command_line("train")
     main()
