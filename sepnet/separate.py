@@ -44,6 +44,7 @@ from sepnet.audio import AudioWriter, audio_info, iter_audio_blocks
 from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.overlap_add import OverlapAdd, build_runner
+from sepnet.run_dir import ensure_writable
 from sepnet.sources import AUDIO_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ def run_separation(cfg: DictConfig) -> list[Path]:
     loaded = checkpoint.load(cfg.ckpt)
     runner = build_runner(loaded.separator, knobs, "separate")
     accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
-    out = Path(cfg.out).expanduser()
+    out = ensure_writable(Path(cfg.out).expanduser(), key="out")  # before any audio is separated
     written = []
     for i, job in enumerate(jobs):
         start = time.perf_counter()
