@@ -32,7 +32,7 @@ from omegaconf import DictConfig, open_dict
 
 from sepnet.audio import audio_info
 from sepnet.audio_cache import AudioCache
-from sepnet.config import CONFIG_DIR, check_group_choices
+from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.data import SeparationDataModule, load_track
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.run_dir import ensure_writable
@@ -354,5 +354,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
+    prepare_command_line("check_data")
     main()

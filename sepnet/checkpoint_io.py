@@ -12,6 +12,7 @@ code or is truncated.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -22,6 +23,8 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from sepnet.errors import SepnetError
+
+log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp"
 
@@ -88,6 +91,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"cannot write checkpoint '{path}' ({exc.strerror or exc}); free disk space or choose another "
                 f"output folder with hydra.run.dir=<folder> (the previous checkpoint is intact)"
             ) from exc
+        # One line per file written (hydra.verbose=[sepnet.checkpoint_io] shows them): what was saved when.
+        log.debug("wrote %s (epoch %s, step %s)", path, checkpoint.get("epoch"), checkpoint.get("global_step"))
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         from sepnet.checkpoint import read_checkpoint  # checkpoint imports the model code; keep this module light

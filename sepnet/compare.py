@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt
 
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.overfitting import Divergence, find_divergence
+from sepnet.run_dir import ensure_writable
 
 METRICS = Path("logs") / "metrics.csv"
 
@@ -194,6 +195,9 @@ def compare(paths: list[str | Path], out: str | Path | None = None, patience: in
     runs = [read_curves(r, label) for r, label in zip(run_dirs, run_labels(run_dirs, root))]
     divergences = [run.divergence(patience) for run in runs]
     out = Path(out) if out else (paths[0] if len(paths) == 1 else Path.cwd()) / "compare.png"
+    if out.is_dir():
+        raise SepnetError(f"--out {out} is a folder; name the PNG to write, e.g. --out {out / 'compare.png'}")
+    ensure_writable(out.parent, key="--out", value="<file.png>")
     plot(runs, divergences, out)
     markdown = table(runs, divergences)
     out.with_suffix(".md").write_text(markdown + "\n")
@@ -216,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", help="run folders and/or sweep folders (searched for logs/metrics.csv)")
     parser.add_argument("--out", help="PNG to write (default: <the folder>/compare.png, or ./compare.png for several)")
     parser.add_argument("--patience", type=int, default=3, help="diverging validations in a row that flag overfitting")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may stand between the run folders
     out, markdown = compare(args.runs, args.out, args.patience)
     print(markdown)
     print(f"plot: {out}")

@@ -1,7 +1,10 @@
-"""Where the configs live, and the checks Hydra does not make readable enough.
+"""Where the configs live, and the command line every entry point reads before Hydra does.
 
 ``conf/`` sits at the repository root (sepnet is installed editable); every
-entry point composes from it with ``@hydra.main(config_path=CONFIG_DIR, ...)``.
+entry point composes from it with ``@hydra.main(config_path=CONFIG_DIR, ...)``
+and runs :func:`prepare_command_line` first: Hydra's options may stand anywhere
+(``evaluate ckpt=x -m eval.mask_scale=0.5,1``), and a wrong group option or a
+mistyped key ends in one line.
 """
 
 from __future__ import annotations
@@ -11,6 +14,53 @@ from pathlib import Path
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 """Absolute path of ``conf/``."""
+
+
+# Hydra's command-line options (hydra/_internal/utils.py get_args_parser) that take a value: the next
+# word, or after "=" in the same word. --info/-i takes one only when the next word is one of its choices.
+HYDRA_VALUE_OPTIONS = frozenset(
+    {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+     "--experimental-rerun"}
+)
+OTHER_CONFIG_OPTIONS = frozenset({"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"})
+HYDRA_INFO_OPTIONS = frozenset({"--info", "-i"})
+HYDRA_INFO_CHOICES = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
+
+
+def split_command_line(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` as (Hydra's options, each followed by its value; the overrides), both in the order given.
+
+    ``["ckpt=a", "-m", "x=1,2", "--cfg", "job"]`` -> ``(["-m", "--cfg", "job"], ["ckpt=a", "x=1,2"])``.
+    Hydra's own parser reads overrides only before its first option, so ``options + overrides`` is the
+    order it accepts, whatever order the user typed.
+    """
+    options: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if not word.startswith("-"):
+            overrides.append(word)
+            continue
+        options.append(word)
+        more = i < len(argv)
+        if more and (word in HYDRA_VALUE_OPTIONS or (word in HYDRA_INFO_OPTIONS and argv[i] in HYDRA_INFO_CHOICES)):
+            options.append(argv[i])
+            i += 1
+    return options, overrides
+
+
+def prepare_command_line(config_name: str) -> None:
+    """Run by every Hydra entry point's ``__main__`` before Hydra: put ``sys.argv`` in the order Hydra
+    parses (options first, overrides after) and check the overrides against ``conf/<config_name>.yaml``
+    (:func:`check_group_choices`, :func:`check_override_keys`): a mistake exits with one line."""
+    options, overrides = split_command_line(sys.argv[1:])
+    sys.argv[1:] = options + overrides
+    if any(o.partition("=")[0] in OTHER_CONFIG_OPTIONS for o in options):
+        return  # another config than conf/<config_name>.yaml: Hydra checks the overrides against it
+    check_group_choices(overrides)
+    check_override_keys(config_name, overrides)
 
 
 def group_options(group: str) -> list[str]:
@@ -40,6 +90,10 @@ def check_group_choices(argv: list[str]) -> None:
                 sys.exit(2)
 
 
+def _is_group(key: str) -> bool:
+    return "." not in key and (Path(CONFIG_DIR) / key).is_dir()
+
+
 def check_override_keys(config_name: str, argv: list[str]) -> None:
     """Exit with one line when a command-line override sets a key the composed config does not have.
 
@@ -56,7 +110,7 @@ def check_override_keys(config_name: str, argv: list[str]) -> None:
     from omegaconf import OmegaConf
 
     settings = [a for a in argv if "=" in a and not a.startswith(("-", "+", "~")) and not a.startswith("hydra")]
-    groups = [a for a in settings if "." not in a.partition("=")[0] and "," not in a.partition("=")[2]]
+    groups = [a for a in settings if _is_group(a.partition("=")[0]) and "," not in a.partition("=")[2]]
     keys = [a.partition("=")[0] for a in settings if a not in groups]
     if not keys:
         return
@@ -76,7 +130,7 @@ def check_override_keys(config_name: str, argv: list[str]) -> None:
         if node is not None and OmegaConf.is_dict(node):
             known = [f"{parent}.{k}" if parent else str(k) for k in node]
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]}? " if close else f"{parent or 'the config'} has: {', '.join(known)}; "
+            hint = f"did you mean {close[0]}? " if close else f"{parent or 'the config'} has: {', '.join(known)}; " if known else ""
         else:
             hint = ""
         print(

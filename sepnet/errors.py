@@ -24,12 +24,17 @@ def user_error_in(exc: BaseException) -> SepnetError | None:
     """The :class:`SepnetError` behind ``exc`` (directly or as a cause), if any.
 
     Hydra's ``instantiate`` and some Lightning hooks wrap exceptions; the user's
-    mistake is then found along the ``__cause__``/``__context__`` chain.
+    mistake is then found along the ``__cause__``/``__context__`` chain. A
+    mandatory config value (``???``) that was never set is the user's mistake too.
     """
+    from omegaconf.errors import MissingMandatoryValue
+
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, SepnetError):
             return exc
+        if isinstance(exc, MissingMandatoryValue) and getattr(exc, "full_key", None):  # a ``???`` left unset
+            return SepnetError(f"{exc.full_key} is not set (it has no default); pass {exc.full_key}=<value>")
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None

@@ -23,7 +23,6 @@ import collections
 import json
 import logging
 import math
-import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,7 +33,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sepnet import checkpoint
-from sepnet.config import CONFIG_DIR, check_group_choices
+from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.data import load_track
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.overlap_add import OverlapAdd, build_runner
@@ -105,7 +104,10 @@ def learn_gain(runner: OverlapAdd, datamodule, stems: list[str], max_tracks: int
     """
     files = datamodule.source.tracks("valid", datamodule.stems)[:max_tracks]
     if not files:
-        raise SepnetError(f"eval.gain=auto needs the valid split, but '{datamodule.source.root}' has no valid tracks; set eval.gain to a number")
+        raise SepnetError(
+            f"eval.gain=auto learns the gain on the valid split, but {datamodule.source.describe('valid')} holds no "
+            f"tracks; add tracks there or set eval.gain to a number"
+        )
     index = [datamodule.stems.index(s) for s in stems]
     gains = []
     for f in files:
@@ -256,7 +258,10 @@ def run_evaluation(cfg: DictConfig) -> dict:
     datamodule.prepare_data()
     files = datamodule.source.tracks(cfg.split, datamodule.stems)[: cfg.eval.get("max_tracks")]
     if not files:
-        raise SepnetError(f"the {cfg.split} split of '{datamodule.source.root}' has no tracks; check data.source.root")
+        raise SepnetError(
+            f"split={cfg.split}: {datamodule.source.describe(cfg.split)} holds no track folders; add tracks there, "
+            f"point the data config at the folder that has them, or pick another split"
+        )
     runner = build_runner(loaded.separator, cfg.eval, "eval")
     gain, gain_source = resolve_gain(cfg, runner, datamodule, stems)
     rate, index = datamodule.sample_rate, [datamodule.stems.index(s) for s in stems]
@@ -337,5 +342,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
+    prepare_command_line("evaluate")
     main()

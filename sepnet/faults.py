@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -34,10 +33,13 @@ class TrainingDiverged(SepnetError):
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on a signal after saving ``checkpoint``; the entry point exits ``128 + signum``."""
+    """Training stopped on a signal after saving ``checkpoint``; the entry point exits ``128 + signum``.
 
-    def __init__(self, signum: int, checkpoint: Path | None, epoch: int, step: int):
-        self.signum, self.checkpoint, self.epoch, self.step = signum, checkpoint, epoch, step
+    ``rank`` is the process's global rank: under DDP every rank raises this, rank 0 tells the user.
+    """
+
+    def __init__(self, signum: int, checkpoint: Path | None, epoch: int, step: int, rank: int = 0):
+        self.signum, self.checkpoint, self.epoch, self.step, self.rank = signum, checkpoint, epoch, step, rank
         name = signal.Signals(signum).name
         saved = f"saved {checkpoint}" if checkpoint is not None else "no checkpoint saved"
         super().__init__(f"training stopped by {name} at epoch {epoch}, step {step}; {saved}")
@@ -113,10 +115,22 @@ class NonFiniteGuard(L.Callback):
 class GracefulStop(L.Callback):
     """Save ``last.ckpt`` when SIGTERM or Ctrl-C stops training, then let the entry point exit.
 
-    Lightning already turns SIGTERM into a stop at the end of the current batch
-    (raising ``SIGTERMException``, and telling DDP ranks). This callback routes the
-    first SIGINT the same way and saves the checkpoint when that stop happens;
-    :attr:`interrupted` then holds the :class:`TrainingInterrupted` the entry point raises.
+    A signal only marks this process; the stop happens where every DDP rank is at
+    the same point: at the end of a training batch, after one all-reduce (max) of
+    the ranks' marks, so it makes no difference which ranks got the signal (all
+    of them from SLURM or a process-group kill, only the launcher from ``kill``).
+    Every rank then takes Lightning's stop path (``SIGTERMException`` after that
+    batch) together, a validation that is due first still runs to its end on every
+    rank (the ranks' shares differ in length, so no common point lies inside it),
+    and :meth:`on_exception` saves ``last.ckpt`` once: rank 0 writes, the others
+    join the save's barrier, and nothing is saved when a checkpoint was already
+    written at that very step (sepnet's ModelCheckpoint writes ``last.ckpt`` with
+    every save). :attr:`interrupted` then holds the :class:`TrainingInterrupted`
+    the entry point raises.
+
+    Lightning's own SIGTERM handler is replaced while training runs: it runs a
+    collective inside the handler, which meets whatever collective the other
+    rank is in at that moment and deadlocks a DDP run.
 
     Args:
         last_checkpoint: where to write the checkpoint (the run's ``last.ckpt``).
@@ -124,32 +138,81 @@ class GracefulStop(L.Callback):
 
     def __init__(self, last_checkpoint: str | Path):
         self.last_checkpoint = Path(last_checkpoint)
-        self.signum: int | None = None
+        self.signum: int | None = None  # the first signal this process received
         self.interrupted: TrainingInterrupted | None = None
+        self._stopping = False  # every rank agreed to stop after the current batch
+        self._stop_signum = signal.SIGTERM
+        self._saved_at_step: int | None = None
+        self._is_global_zero = True
         self._previous_sigint: Any = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        self._is_global_zero = trainer.is_global_zero
         if stage == "fit" and threading.current_thread() is threading.main_thread():
-            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_signal)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning registered its SIGTERM handler just before; its teardown restores the one from before it.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore_sigint()
+
+    def _restore_sigint(self) -> None:
         if self._previous_sigint is not None:
             signal.signal(signal.SIGINT, self._previous_sigint)
             self._previous_sigint = None
 
-    def _on_sigint(self, signum, frame) -> None:
-        if self.signum is not None:  # a second Ctrl-C: stop now, without saving
+    def _on_signal(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.signum is not None:  # a second Ctrl-C: stop now, without saving
             raise KeyboardInterrupt
-        self.signum = signal.SIGINT
-        print("\nsepnet: Ctrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again to abort)", flush=True)
-        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's SIGTERM path: stop after the batch, on every rank
+        if self.signum is None:
+            self.signum = signum
+            if signum == signal.SIGINT and self._is_global_zero:
+                print("\nsepnet: Ctrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again to abort)", flush=True)
+
+    def _agreed_signal(self, trainer) -> int:
+        """The signal any rank received (0: none); a collective under DDP, so every rank calls it at the same step."""
+        signum = self.signum or 0
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            mark = torch.tensor([signum], dtype=torch.int32, device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(mark, op=torch.distributed.ReduceOp.MAX)
+            signum = int(mark.item())
+        return signum
+
+    def _set_lightning_stop(self, trainer, value: bool) -> None:
+        # The flag Lightning's loops check after each batch (and its own handler sets).
+        trainer._signal_connector.received_sigterm = value
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._stopping:
+            return
+        signum = self._agreed_signal(trainer)
+        if signum:
+            self._stopping, self._stop_signum = True, signum
+            self._set_lightning_stop(trainer, True)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self._stopping:  # finish this validation on every rank; stop right after it
+            self._set_lightning_stop(trainer, False)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._stopping:
+            self._set_lightning_stop(trainer, True)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self._saved_at_step = trainer.global_step
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore_sigint()
         if not isinstance(exception, SIGTERMException):
             return
-        trainer.save_checkpoint(self.last_checkpoint, weights_only=False)  # the full training state
+        if self._saved_at_step != trainer.global_step:  # every rank decides alike: the save is a collective
+            trainer.save_checkpoint(self.last_checkpoint, weights_only=False)  # the full training state
         self.interrupted = TrainingInterrupted(
-            self.signum or signal.SIGTERM, self.last_checkpoint, trainer.current_epoch, trainer.global_step
+            self.signum or self._stop_signum, self.last_checkpoint, trainer.current_epoch, trainer.global_step,
+            trainer.global_rank,
         )
 
 

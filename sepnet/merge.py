@@ -27,7 +27,6 @@ later run can start from it with ``init.from_run=<name>`` like from any run.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from sepnet import __version__
 from sepnet.checkpoint import CHECKPOINT_KEY, SEPARATOR_PREFIX, read_checkpoint, rebuild, write_checkpoint
-from sepnet.config import CONFIG_DIR, check_group_choices
+from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.errors import SepnetError, exit_on_user_error
+from sepnet.run_dir import ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,10 @@ def merge_checkpoints(ckpts: Sequence[str | Path], weights: Sequence[float] | No
 @exit_on_user_error
 def merge(cfg: DictConfig) -> Path:
     """Merge ``cfg.ckpts`` with ``cfg.weights`` into ``cfg.out``; returns the path written."""
+    out = Path(str(cfg.out)).expanduser()
+    if out.is_dir():
+        raise SepnetError(f"out={cfg.out} is a folder; name the checkpoint file to write, e.g. out={out / 'merged.ckpt'}")
+    ensure_writable(out.parent, key="out", value="<path of a .ckpt>")  # before minutes of loading and averaging
     weights = OmegaConf.to_container(cfg.weights) if cfg.weights is not None else None
     raw = merge_checkpoints(list(cfg.ckpts), weights)
     if cfg.get("name"):
@@ -198,5 +202,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
+    prepare_command_line("merge")
     main()

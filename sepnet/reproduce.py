@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import sepnet
 from sepnet.chain import CHAIN, EVALUATE, MERGE, TRAIN, Step, documented_sdr, step_parents
-from sepnet.config import CONFIG_DIR, check_override_keys
+from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.lineage import BEST, resolve_run_checkpoint
 from sepnet.tables import markdown_table, write_csv
@@ -394,5 +394,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_override_keys("reproduce", sys.argv[1:])
+    prepare_command_line("reproduce")
     main()

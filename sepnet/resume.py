@@ -13,7 +13,10 @@ got) and the model's own randomness (dropout) by ``(seed, rank, global step)``
 uninterrupted one.
 
 A resumed run keeps writing into the run dir its checkpoint came from, and adds
-to its ``metrics.csv`` instead of replacing it.
+to its ``metrics.csv`` instead of replacing it. It takes its lineage from the
+checkpoint: ``init.from_run`` / ``init.pretrained`` are not resolved or read
+again, so a parent that was moved, deleted or followed by a newer run of its
+name changes nothing.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ MUST_MATCH = ("model", "frontend", "data.stems")
 
 @dataclass
 class ResumePoint:
-    """Where a run continues from: ``checkpoint`` (None: a fresh start) and the run dir to write into."""
+    """Where a run continues from: ``checkpoint`` (None: a fresh start), the run dir to write into, and the
+    lineage stored in that checkpoint (the resumed run keeps it: its parents are never looked up again)."""
 
     checkpoint: Path | None
     run_dir: Path
+    lineage: dict | None = None
 
 
 def run_dir_of(checkpoint: Path, default: Path) -> Path:
@@ -84,7 +89,7 @@ def resume_point(cfg: DictConfig, output_dir: Path) -> ResumePoint:
         elif not path.is_file():
             raise SepnetError(f"{key}={given} does not exist; pass a run dir (outputs/<run>/<time>) or a .ckpt file")
         point = ResumePoint(path, run_dir_of(path, output_dir))
-    check_compatible(point.checkpoint, cfg)
+    point.lineage = check_compatible(point.checkpoint, cfg).get("lineage", {"parents": []})
     # sepnet's data module goes on mid-epoch by itself (its state_dict), which Lightning cannot see.
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     return point
@@ -131,8 +136,9 @@ def check_saved_paths(checkpoint: Path, raw: dict) -> None:
                 )
 
 
-def check_compatible(checkpoint: Path, cfg: DictConfig) -> None:
-    """Refuse (one line) a checkpoint that is unsafe, not sepnet's, or of another model than ``cfg``."""
+def check_compatible(checkpoint: Path, cfg: DictConfig) -> dict:
+    """Refuse (one line) a checkpoint that is unsafe, not sepnet's, or of another model than ``cfg``;
+    returns its sepnet record (config, lineage, metrics)."""
     raw = read_checkpoint(checkpoint)
     info = raw.get(CHECKPOINT_KEY) if isinstance(raw, dict) else None
     if info is None or "state_dict" not in raw or "loops" not in raw:
@@ -150,6 +156,7 @@ def check_compatible(checkpoint: Path, cfg: DictConfig) -> None:
                 f"cannot resume from '{checkpoint}': {differences[0]}; repeat the run's own overrides "
                 f"(its .hydra/overrides.yaml) or start a new run without resume"
             )
+    return info
 
 
 def keep_previous_metrics(loggers: list) -> None:

@@ -38,7 +38,6 @@ import logging
 import math
 import queue
 import re
-import sys
 import threading
 import time
 import unicodedata
@@ -52,9 +51,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from sepnet import checkpoint
 from sepnet.audio import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
-from sepnet.config import CONFIG_DIR, check_group_choices
+from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.overlap_add import OverlapAdd, build_runner
+from sepnet.run_dir import ensure_writable
 from sepnet.sources import AUDIO_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -402,7 +402,7 @@ def run_separation(cfg: DictConfig) -> list[Path]:
     runner = build_runner(loaded.separator, knobs, "separate")
     gains = resolve_gain(knobs, loaded, list(runner.stems))
     accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
-    out = Path(cfg.out).expanduser()
+    out = ensure_writable(Path(cfg.out).expanduser(), key="out")  # before any audio is separated
     written = []
     for i, job in enumerate(jobs):
         start = time.perf_counter()
@@ -430,5 +430,5 @@ def main(cfg: DictConfig) -> int:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
+    prepare_command_line("separate")
     main()

@@ -84,6 +84,12 @@ class Source(Protocol):
         """Where a decoded-audio cache beside the data would go."""
 
 
+def _not_a_file(path: Path, what: str, fix: str) -> None:
+    """Refuse (one line) a file given where a folder belongs: ``<what> '<path>' is a file, not a folder; <fix>``."""
+    if path.is_file():
+        raise SepnetError(f"{what} '{path}' is a file, not a folder; {fix}")
+
+
 def _audio_files(folder: Path) -> dict[str, Path]:
     """``name -> file`` of the audio files in ``folder`` (``vocals.flac`` -> ``vocals``), hidden files left out.
 
@@ -151,6 +157,7 @@ class StemFolderSource:
 
     def prepare(self) -> None:
         """Check the root exists (subclasses may create it)."""
+        _not_a_file(self.root_path, "data.source.root", "set it to the dataset's root folder")
         if not self.root_path.is_dir():
             raise SepnetError(
                 f"data root '{self.root_path}' does not exist; pass data.source.root=<folder with "
@@ -165,6 +172,7 @@ class StemFolderSource:
     def tracks(self, split: str, stems: Sequence[str] = STEMS) -> list[TrackFiles]:
         """Every track folder of ``split``, sorted by name."""
         folder = self.split_folder(split)
+        _not_a_file(folder, "split folder", "check data.source.root or data.source.splits")
         if not folder.is_dir():
             raise SepnetError(f"split folder '{folder}' does not exist; check data.source.root or data.source.splits")
         return [read_track_folder(d, stems) for d in _track_folders(folder)]
@@ -235,6 +243,7 @@ class FolderSource:
 
     def prepare(self) -> None:
         for split, folder in self._dirs().items():
+            _not_a_file(folder, self.KEYS[split], f"set {self.KEYS[split]} to a folder of track folders")
             if not folder.is_dir():
                 raise SepnetError(
                     f"{self.KEYS[split]} '{folder}' does not exist; set {self.KEYS[split]}=<folder of track folders>"
@@ -250,6 +259,7 @@ class FolderSource:
 
     def tracks(self, split: str, stems: Sequence[str] = STEMS) -> list[TrackFiles]:
         folder = self.split_folder(split)
+        _not_a_file(folder, self.KEYS[split], f"set {self.KEYS[split]} to a folder of track folders")
         if not folder.is_dir():
             raise SepnetError(f"{self.KEYS[split]} '{folder}' does not exist; set it to a folder of track folders")
         return [read_track_folder(d, stems) for d in _track_folders(folder)]

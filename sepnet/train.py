@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sepnet.checkpoint import build_separator, read_checkpoint
 from sepnet.checkpoint_io import AtomicCheckpointIO
-from sepnet.config import CONFIG_DIR, check_group_choices, check_override_keys
+from sepnet.config import CONFIG_DIR, prepare_command_line
 from sepnet.dashboards import ValidationMedia, finish_loggers
 from sepnet.errors import exit_on_user_error
 from sepnet.faults import GracefulStop, NonFiniteGuard, TrainingInterrupted, out_of_memory_error
@@ -44,12 +45,16 @@ from sepnet.separation_module import CHECKPOINT_KEY, SeparationModule
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: DictConfig) -> SeparationModule:
+def build_module(cfg: DictConfig, lineage: dict | None = None) -> SeparationModule:
     """The LightningModule for a composed run config: the ``module`` group's class (chosen by the model),
-    fresh weights or its parent's (``init.from_run`` / ``init.pretrained``), ``freeze.modules`` frozen."""
+    fresh weights or its parent's (``init.from_run`` / ``init.pretrained``), ``freeze.modules`` frozen.
+
+    ``lineage`` given (a resumed run's, from its checkpoint): the parent is not loaded, the weights come
+    from that checkpoint."""
     sched = cfg.sched
     separator = build_separator(cfg)
-    lineage = init_lineage(separator, cfg)
+    if lineage is None:
+        lineage = init_lineage(separator, cfg)
     module_class = instantiate(cfg.module)
     return module_class(
         separator=separator,
@@ -138,7 +143,7 @@ def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
-    module = build_module(cfg)
+    module = build_module(cfg, lineage=point.lineage)
     if cfg.get("compile"):
         module.separator.model.compile()  # in place: state_dict keys (and checkpoints) stay the same
     checkpoint = ModelCheckpoint(
@@ -184,6 +189,7 @@ def fit(trainer: L.Trainer, module: SeparationModule, datamodule, ckpt_path: str
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         if stop.interrupted is not None:
+            wait_for_other_ranks(trainer)
             raise stop.interrupted from None
         raise
     except Exception as exc:
@@ -193,16 +199,30 @@ def fit(trainer: L.Trainer, module: SeparationModule, datamodule, ckpt_path: str
         raise
 
 
+def wait_for_other_ranks(trainer: L.Trainer, timeout_s: float = 120.0) -> None:
+    """Let the DDP processes this one launched finish before it exits, so its exit status is the run's last word."""
+    for process in getattr(trainer.strategy.launcher, "procs", None) or []:
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("DDP process %d did not exit within %g s of the stop; leaving it", process.pid, timeout_s)
+
+
 @exit_on_user_error
 def train(cfg: DictConfig) -> float | None:
     """Train the run ``cfg`` describes; returns its best ``val/sdr`` (None if validation never ran).
 
     A run stopped by SIGTERM/Ctrl-C saves ``last.ckpt``, prints how to resume and
-    exits with ``128 + signal`` (143 for SIGTERM, 130 for Ctrl-C).
+    exits with ``128 + signal`` (143 for SIGTERM, 130 for Ctrl-C). Under DDP that is
+    rank 0; the other ranks stopped with it and exit quietly with status 0 (a
+    non-zero status of a rank Lightning launched makes it kill every process).
     """
     try:
         return run_training(cfg)[1].get("best_val_sdr")
     except TrainingInterrupted as stopped:
+        if stopped.rank != 0:
+            log.info("rank %d: %s (rank 0 saved the checkpoint)", stopped.rank, stopped)
+            return None
         run_dir = stopped.checkpoint.parent.parent if stopped.checkpoint is not None else cfg.paths.output_dir
         print(f"sepnet: {stopped}; continue with: python -m sepnet.train resume={run_dir}", file=sys.stderr, flush=True)
         sys.exit(128 + stopped.signum)
@@ -214,6 +234,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
-    check_override_keys("train", sys.argv[1:])
+    prepare_command_line("train")
     main()

@@ -7,9 +7,12 @@ the user runs them: one line on stderr, exit status 2, no traceback.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +23,14 @@ import soundfile as sf
 from conftest import TINY_RUN, TINY_SOURCE, compose_config, write_fresh_checkpoint
 
 import sepnet
+from sepnet.check_data import check
+from sepnet.compare import main as compare_main
+from sepnet.config import split_command_line
 from sepnet.data import SeparationDataModule
 from sepnet.errors import SepnetError
+from sepnet.evaluate import evaluate
+from sepnet.merge import merge
+from sepnet.separate import separate
 from sepnet.sources import StemFolderSource
 
 RATE = 22050
@@ -472,3 +481,320 @@ def test_track_name_with_parent_folders_stays_inside_the_output_folder(tiny_chec
     written = sorted(p.relative_to(out) for p in out.rglob("*.wav"))
     assert [str(p) for p in written] == [f"x/{s}.wav" for s in STEMS]
     assert sorted(p.name for p in (tmp_path / "music").iterdir()) == ["..x.wav", "a"]
+
+
+# -- README's commands, as printed: Hydra's options anywhere ------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_commands(heading: str) -> list[list[str]]:
+    """The ``python -m sepnet.<X> ...`` lines of README's section ``heading`` as argv lists (comments dropped)."""
+    text = README.read_text()
+    start = next(i for i, line in enumerate(text.splitlines()) if line.lstrip("#").strip().startswith(heading))
+    commands = []
+    for line in text.splitlines()[start + 1 :]:
+        if line.startswith("#"):
+            break
+        if line.strip().startswith("python -m sepnet."):
+            commands.append(shlex.split(line.strip(), comments=True)[2:])  # ["sepnet.evaluate", "ckpt=...", ...]
+    return commands
+
+
+NEXT_STEPS = readme_commands("Next steps")
+SCORE = readme_commands("Score, listen, separate")
+
+
+def readme_command(commands: list[list[str]], module: str, *words: str) -> list[str]:
+    """The one README command of ``module`` that holds every word of ``words``."""
+    (found,) = [c for c in commands if c[0] == module and all(w in c for w in words)]
+    return found
+
+
+def with_values(argv: list[str], **values: str) -> list[str]:
+    """``argv`` with the value of each ``key=`` in ``values`` replaced (README's placeholders; ``__`` for ``.``)."""
+    values = {key.replace("__", "."): value for key, value in values.items()}
+    return [f"{a.partition('=')[0]}={values[a.partition('=')[0]]}" if a.partition("=")[0] in values else a for a in argv]
+
+
+def test_readme_holds_the_commands_tested_here():
+    assert len(NEXT_STEPS) >= 8 and len(SCORE) >= 6
+    sweep = readme_command(SCORE, "sepnet.evaluate", "-m")
+    assert sweep.index("-m") < len(sweep) - 1  # an override after the option: what Hydra's parser refuses
+
+
+def test_readme_knob_sweep_with_overrides_after_the_option(tiny_checkpoint, tiny_data_root, tmp_path):
+    module, *args = with_values(readme_command(SCORE, "sepnet.evaluate", "-m"), ckpt=str(tiny_checkpoint))
+    sweep = tmp_path / "sweep"
+    result = run_entry_point(
+        module, *args, f"data.source.root={tiny_data_root}", *TINY_SOURCE, "eval.max_tracks=1", "report=false",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scales = [float(v) for v in next(a for a in args if a.startswith("eval.mask_scale=")).partition("=")[2].split(",")]
+    rows = list(csv.DictReader((sweep / "sweep.csv").open()))
+    assert [float(r["eval.mask_scale"]) for r in rows] == scales
+    for job, scale in enumerate(scales):
+        results = json.loads((sweep / str(job) / "results.json").read_text())
+        assert (results["split"], results["knobs"]["mask_scale"]) == ("valid", scale)
+
+
+def test_readme_separate_and_merge_as_printed(tiny_checkpoint, tmp_path):
+    song = tmp_path / "song.flac"
+    sf.write(song, 0.1 * np.random.default_rng(0).standard_normal((22050, 2)).astype(np.float32), 22050)
+    module, *args = with_values(readme_command(SCORE, "sepnet.separate"), ckpt=str(tiny_checkpoint), input=str(song),
+                                out=str(tmp_path / "separated"))
+    result = run_entry_point(module, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "separated" / "song").iterdir()) == [f"{s}.wav" for s in STEMS]
+
+    module, *args = with_values(readme_command(SCORE, "sepnet.merge"), ckpts=f"[{tiny_checkpoint},{tiny_checkpoint}]")
+    result = run_entry_point(module, *args, f"paths.outputs_root={tmp_path / 'outputs'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (merged,) = (tmp_path / "outputs").glob("blend_0.8_0.2/*/checkpoints/best.ckpt")
+    assert result.stdout.strip().splitlines()[-1] == f"checkpoint: {merged}"
+
+
+def test_readme_check_data_as_printed(tiny_checkpoint, tiny_data_root, tmp_path):
+    module, *args = with_values(
+        readme_command(SCORE, "sepnet.check_data"),
+        data__train_dir=str(tiny_data_root / "train"), data__val_dir=str(tiny_data_root / "valid"),
+    )
+    result = run_entry_point(module, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "6 tracks (train 4, valid 2)" in result.stdout
+
+
+def test_readme_train_commands_compose_and_options_stand_anywhere(tmp_path):
+    trains = [c[1:] for c in NEXT_STEPS if c[0] == "sepnet.train"]
+    for argv in trains:
+        options, overrides = split_command_line(argv)
+        if "-m" in options:  # a sweep: compose its first job
+            overrides = [o.split(",")[0] if "[" not in o else o for o in overrides]
+        assert options in ([], ["-m"], ["--cfg", "job"], ["--help"]), argv
+        compose_config("train", overrides, tmp_path / "run")
+    # --cfg job and --help with an override after them (Hydra's parser alone refuses both)
+    cfg_job = readme_command(NEXT_STEPS, "sepnet.train", "--cfg")
+    result = run_entry_point(*cfg_job, "trainer.max_epochs=3", "model=large", f"hydra.run.dir={tmp_path / 'shown'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "max_epochs: 3" in result.stdout and "hidden_size: 512" in result.stdout
+    assert not (tmp_path / "shown").exists()  # shown, not run
+    result = run_entry_point(*readme_command(NEXT_STEPS, "sepnet.train", "--help"), "model=large")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "model: crnn, large, unet_crnn, unet_crnn_mtl" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv,options,overrides",
+    [
+        (["a=1", "-m", "b=1,2"], ["-m"], ["a=1", "b=1,2"]),
+        (["a=1", "--cfg", "job", "b=2", "--resolve"], ["--cfg", "job", "--resolve"], ["a=1", "b=2"]),
+        (["-i", "a=1"], ["-i"], ["a=1"]),  # --info's value is optional: a=1 is an override
+        (["a=1", "--info", "defaults", "-cn=evaluate", "--multirun"], ["--info", "defaults", "-cn=evaluate", "--multirun"], ["a=1"]),
+        (["+x=1", "~y", "--help"], ["--help"], ["+x=1", "~y"]),
+    ],
+)
+def test_hydra_options_are_moved_before_the_overrides(argv, options, overrides):
+    assert split_command_line(argv) == (options, overrides)
+
+
+@pytest.mark.parametrize(
+    "module,typo,meant",
+    [
+        ("sepnet.evaluate", "eval.mask_scal", "eval.mask_scale"),
+        ("sepnet.separate", "separate.mask_scal", "separate.mask_scale"),
+        ("sepnet.merge", "weigths", "weights"),
+        ("sepnet.check_data", "check.silence_bd", "check.silence_db"),
+        ("sepnet.reproduce", "paths.outputs_rot", "paths.outputs_root"),
+    ],
+)
+def test_every_entry_point_names_a_mistyped_key_in_one_line(module, typo, meant, tmp_path):
+    result = run_entry_point(module, f"hydra.run.dir={tmp_path / 'run'}", "--cfg", "job", f"{typo}=1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"sepnet: error: {typo} is not a setting of this run; did you mean {meant}? (+{typo}=... adds a new key on purpose)"
+    ]
+
+
+# -- every entry point, careless inputs: one line naming the thing and the fix, nothing lost ------------
+
+
+def one_line_error(entry_point, cfg_or_argv, capsys) -> str:
+    """Run a decorated entry point in-process; it must exit 2 with exactly one line on stderr, which is returned."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        entry_point(cfg_or_argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("sepnet: error: ")
+    return lines[0].removeprefix("sepnet: error: ")
+
+
+@pytest.fixture
+def blocker(tmp_path) -> Path:
+    """A regular file the user keeps, given where a folder belongs (fails for root too, unlike chmod)."""
+    path = tmp_path / "notes.txt"
+    path.write_text("the user's notes")
+    return path
+
+
+def folder_data(tiny_data_root, tmp_path, **dirs: Path | None) -> list[str]:
+    """``data=folder`` overrides on the tiny dataset's train/valid folders, any of them replaced by ``dirs``."""
+    chosen = {"train_dir": tiny_data_root / "train", "val_dir": tiny_data_root / "valid", **dirs}
+    return ["data=folder", f"data.cache_dir={tmp_path / 'cache'}",
+            *(f"data.{key}={value}" for key, value in chosen.items() if value is not None)]
+
+
+def evaluate_config(tiny_checkpoint, tmp_path, *overrides: str):
+    return compose_config("evaluate", [f"ckpt={tiny_checkpoint}", "report=false", *overrides], tmp_path / "eval_run")
+
+
+def test_evaluate_on_an_empty_folder_split(tiny_checkpoint, tiny_data_root, tmp_path, capsys):
+    empty = tmp_path / "test_tracks"
+    empty.mkdir()
+    cfg = evaluate_config(tiny_checkpoint, tmp_path, *folder_data(tiny_data_root, tmp_path, test_dir=empty))
+    assert one_line_error(evaluate, cfg, capsys) == (
+        f"split=test: data.test_dir '{empty}' holds no track folders; add tracks there, point the data config at "
+        "the folder that has them, or pick another split"
+    )
+    assert list(empty.iterdir()) == []
+
+
+def test_evaluate_on_a_folder_split_that_is_not_set(tiny_checkpoint, tiny_data_root, tmp_path, capsys):
+    cfg = evaluate_config(tiny_checkpoint, tmp_path, *folder_data(tiny_data_root, tmp_path))
+    assert one_line_error(evaluate, cfg, capsys) == (
+        "no test tracks: data.test_dir is not set; set it to a folder of track folders"
+    )
+
+
+def test_evaluate_gain_auto_without_valid_tracks(tiny_checkpoint, tiny_data_root, tmp_path, capsys):
+    empty = tmp_path / "val_tracks"
+    empty.mkdir()
+    overrides = folder_data(tiny_data_root, tmp_path, val_dir=empty, test_dir=tiny_data_root / "test")
+    cfg = evaluate_config(tiny_checkpoint, tmp_path, *overrides, "eval.gain=auto")
+    assert one_line_error(evaluate, cfg, capsys) == (
+        f"eval.gain=auto learns the gain on the valid split, but data.val_dir '{empty}' holds no tracks; "
+        "add tracks there or set eval.gain to a number"
+    )
+
+
+def test_a_mandatory_setting_left_unset(tiny_checkpoint, tiny_data_root, tmp_path, capsys):
+    cfg = evaluate_config(tiny_checkpoint, tmp_path, "data=folder", f"data.test_dir={tiny_data_root / 'test'}")
+    assert one_line_error(evaluate, cfg, capsys) == (
+        "data.train_dir is not set (it has no default); pass data.train_dir=<value>"
+    )
+
+
+def check_data_config(tmp_path, *overrides: str):
+    return compose_config("check_data", list(overrides), tmp_path / "check_run")
+
+
+def test_data_folders_that_are_files(tiny_data_root, blocker, tmp_path, capsys):
+    cfg = check_data_config(tmp_path, *folder_data(tiny_data_root, tmp_path, train_dir=blocker))
+    assert one_line_error(check, cfg, capsys) == (
+        f"data.train_dir '{blocker}' is a file, not a folder; set data.train_dir to a folder of track folders"
+    )
+    cfg = check_data_config(tmp_path, "data=stem_folder", f"data.source.root={blocker}")
+    assert one_line_error(check, cfg, capsys) == (
+        f"data.source.root '{blocker}' is a file, not a folder; set it to the dataset's root folder"
+    )
+    assert blocker.read_text() == "the user's notes"
+
+
+def test_check_data_on_empty_folders(tmp_path, capsys):
+    empty = tmp_path / "tracks"
+    (empty / "train").mkdir(parents=True)
+    (empty / "valid").mkdir()
+    cfg = check_data_config(tmp_path, "data=folder", f"data.train_dir={empty / 'train'}", f"data.val_dir={empty / 'valid'}")
+    assert one_line_error(check, cfg, capsys) == (
+        f"found no stem files in data.train_dir '{empty / 'train'}'; each track folder needs <stem>.wav files"
+    )
+    cfg = check_data_config(tmp_path, "data=stem_folder", f"data.source.root={empty}")
+    assert one_line_error(check, cfg, capsys) == (
+        f"found no stem files in '{empty / 'train'}'; each track folder needs <stem>.wav files"
+    )
+    assert sorted(p.name for p in empty.rglob("*")) == ["train", "valid"]  # nothing written into the data
+
+
+def separate_config(tiny_checkpoint, tmp_path, *overrides: str):
+    return compose_config("separate", [f"ckpt={tiny_checkpoint}", *overrides], tmp_path / "separate_run")
+
+
+def test_separate_inputs_that_are_not_audio(tiny_checkpoint, blocker, tmp_path, capsys):
+    out = tmp_path / "separated"
+    cfg = separate_config(tiny_checkpoint, tmp_path, f"input={blocker}", f"out={out}")
+    assert one_line_error(separate, cfg, capsys) == (
+        f"'{blocker}' is not a readable audio file (soundfile: Format not recognised.); "
+        "re-export it as WAV/FLAC or remove the track"
+    )
+    no_audio = tmp_path / "docs"
+    no_audio.mkdir()
+    (no_audio / "readme.md").write_text("no music here")
+    cfg = separate_config(tiny_checkpoint, tmp_path, f"input={no_audio}", f"out={out}")
+    assert one_line_error(separate, cfg, capsys) == (
+        f"input folder '{no_audio}' holds no audio files and no track folders with a mixture file; "
+        "pass a file or a folder of them"
+    )
+    assert blocker.read_text() == "the user's notes" and not any(out.rglob("*.wav"))
+
+
+def test_separate_a_missing_input(tiny_checkpoint, tmp_path, capsys):
+    cfg = separate_config(tiny_checkpoint, tmp_path, f"input={tmp_path / 'song.wav'}")
+    assert one_line_error(separate, cfg, capsys) == (
+        f"input '{tmp_path / 'song.wav'}' does not exist; pass input=<audio file or folder>"
+    )
+    cfg = separate_config(tiny_checkpoint, tmp_path)  # input: ??? left as it is
+    assert one_line_error(separate, cfg, capsys) == "no input given; pass input=<path>"
+
+
+def test_separate_into_a_folder_under_a_file(tiny_checkpoint, blocker, tmp_path, capsys):
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros((4410, 2), np.float32), 44100)
+    cfg = separate_config(tiny_checkpoint, tmp_path, f"input={song}", f"out={blocker / 'stems'}")
+    assert one_line_error(separate, cfg, capsys) == (
+        f"output folder '{blocker / 'stems'}' cannot be written (Not a directory); "
+        "choose another with out=<folder> or fix its permissions"
+    )
+    assert blocker.read_text() == "the user's notes"
+
+
+def test_merge_into_impossible_places(tiny_checkpoint, blocker, tmp_path, capsys):
+    before = tiny_checkpoint.read_bytes()
+    cfg = compose_config("merge", [f"ckpts=[{tiny_checkpoint},{tiny_checkpoint}]", f"out={blocker / 'blend.ckpt'}"], tmp_path / "m")
+    assert one_line_error(merge, cfg, capsys) == (
+        f"output folder '{blocker}' cannot be written (it is a file, not a folder); "
+        "choose another with out=<path of a .ckpt> or fix its permissions"
+    )
+    folder = tmp_path / "blends"
+    folder.mkdir()
+    cfg = compose_config("merge", [f"ckpts=[{tiny_checkpoint},{tiny_checkpoint}]", f"out={folder}"], tmp_path / "m")
+    assert one_line_error(merge, cfg, capsys) == (
+        f"out={folder} is a folder; name the checkpoint file to write, e.g. out={folder / 'merged.ckpt'}"
+    )
+    assert blocker.read_text() == "the user's notes" and list(folder.iterdir()) == []
+    assert tiny_checkpoint.read_bytes() == before
+
+
+def test_compare_plot_into_a_folder_under_a_file(blocker, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    (run / "logs" / "metrics.csv").write_text("epoch,step,train/loss,val/loss,val/sdr\n0,3,0.5,,\n0,3,,0.4,1.5\n")
+    out = blocker / "compare.png"
+    assert one_line_error(compare_main, [str(run), "--out", str(out)], capsys) == (
+        f"output folder '{blocker}' cannot be written (it is a file, not a folder); "
+        "choose another with --out=<file.png> or fix its permissions"
+    )
+    assert blocker.read_text() == "the user's notes"
+
+
+def test_evaluate_run_dir_under_a_file_through_the_entry_point(tiny_checkpoint, blocker):
+    result = run_entry_point("sepnet.evaluate", f"ckpt={tiny_checkpoint}", f"hydra.run.dir={blocker / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        (
+            f"sepnet: error: output folder '{blocker / 'run'}' cannot be written (Not a directory); "
+            "choose another with hydra.run.dir=<folder> or fix its permissions"
+        )
+    ]
+    assert blocker.read_text() == "the user's notes"

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import math
+import shutil
 from typing import ClassVar
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import TINY_RUN, compose_config, write_fresh_checkpoint
 
 from sepnet import checkpoint
+from sepnet.checkpoint import read_checkpoint
 from sepnet.compare import compare
 from sepnet.errors import SepnetError
 from sepnet.lineage import resolve_run_checkpoint
 from sepnet.merge import merge
 from sepnet.overfitting import OverfittingMonitor, find_divergence
+from sepnet.separation_module import CHECKPOINT_KEY
 from sepnet.train import run_training, train
 
 
@@ -126,3 +129,47 @@ def test_overfitting_monitor_warns_in_the_log(caplog):
             monitor.on_train_epoch_end(trainer, module)
         assert module.logged["train/loss_epoch"] == pytest.approx(sum(train_losses) / 2)
         assert ("overfitting" in caplog.text) == (epoch == 3)
+
+
+def stored_lineages(run_dir) -> dict[str, dict]:
+    return {p.name: read_checkpoint(p)[CHECKPOINT_KEY]["lineage"] for p in sorted((run_dir / "checkpoints").glob("*.ckpt"))}
+
+
+def test_resume_keeps_the_stored_lineage_and_never_looks_up_the_parent_again(tiny_run, tmp_path):
+    root = tmp_path / "outputs"
+    parent_dir = root / "parent" / "2026-01-01_00-00-00"
+    run_training(tiny_run("run_name=parent", "trainer.max_epochs=1", output_dir=parent_dir))
+    child_dir = root / "child" / "2026-01-01_00-10-00"
+    child = ["run_name=child", f"paths.outputs_root={root}", "init.from_run=parent", "logger=none"]
+    run_training(tiny_run(*child, "trainer.max_epochs=1", output_dir=child_dir))
+    lineage = read_checkpoint(child_dir / "checkpoints" / "last.ckpt")[CHECKPOINT_KEY]["lineage"]
+    assert lineage["from_run"] == "parent" and lineage["parents"] == [str((parent_dir / "checkpoints" / "best.ckpt").resolve())]
+
+    # The parent's run moved away: `init.from_run=parent` no longer resolves, the resume does not need it.
+    shutil.move(parent_dir, tmp_path / "archive")
+    run_training(tiny_run(*child, "trainer.max_epochs=2", f"resume={child_dir}", output_dir=tmp_path / "unused"))
+    assert read_checkpoint(child_dir / "checkpoints" / "last.ckpt")["epoch"] == 1
+    assert stored_lineages(child_dir) == {"best.ckpt": lineage, "last.ckpt": lineage}
+
+    # A newer run of the parent's name appears: the resumed child keeps its own parent.
+    newer = root / "parent" / "2026-02-01_00-00-00" / "checkpoints" / "best.ckpt"
+    write_fresh_checkpoint(compose_config("train", ["run_name=parent", *TINY_RUN], tmp_path / "newer"), newer, seed=3)
+    run_training(tiny_run(*child, "trainer.max_epochs=3", f"resume={child_dir}", output_dir=tmp_path / "unused"))
+    assert read_checkpoint(child_dir / "checkpoints" / "last.ckpt")["epoch"] == 2
+    assert stored_lineages(child_dir) == {"best.ckpt": lineage, "last.ckpt": lineage}
+
+
+def test_resume_does_not_read_init_pretrained_again(tiny_run, tmp_path):
+    parent = tmp_path / "parent.ckpt"
+    write_fresh_checkpoint(tiny_run(output_dir=tmp_path / "p"), parent, seed=2, fill_statistics=0.5)
+    run_dir = tmp_path / "child"
+    run_training(tiny_run(f"init.pretrained={parent}", "trainer.max_epochs=1", "logger=none", output_dir=run_dir))
+    lineage = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")[CHECKPOINT_KEY]["lineage"]
+    assert lineage["parents"] == [str(parent.resolve())]
+    parent.unlink()  # deleted after the child started
+    resumed, _ = run_training(
+        tiny_run(f"init.pretrained={parent}", "trainer.max_epochs=2", "logger=none", f"resume={run_dir}",
+                 output_dir=tmp_path / "unused")
+    )
+    assert resumed.lineage == lineage
+    assert stored_lineages(run_dir)["last.ckpt"] == lineage
