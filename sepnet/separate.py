@@ -297,7 +297,7 @@ def _same_checkpoint(results: dict, loaded: checkpoint.LoadedCheckpoint) -> bool
     if scored and Path(scored).expanduser().resolve() == loaded.path.resolve():
         return True
     # A moved or copied checkpoint: its resolved config (which names its own run dir) and lineage agree.
-    mine = {"config": OmegaConf.to_container(loaded.config, resolve=True), "lineage": loaded.lineage}
+    mine = {"config": loaded.config, "lineage": loaded.lineage}  # plain data (json.dumps reads dicts)
     theirs = {"config": results.get("checkpoint_config"), "lineage": results.get("lineage")}
     return json.dumps(mine, sort_keys=True, default=str) == json.dumps(theirs, sort_keys=True, default=str)
 

@@ -725,7 +725,7 @@ def test_separate_inputs_that_are_not_audio(tiny_checkpoint, blocker, tmp_path, 
     out = tmp_path / "separated"
     cfg = separate_config(tiny_checkpoint, tmp_path, f"input={blocker}", f"out={out}")
     assert one_line_error(separate, cfg, capsys) == (
-        f"'{blocker}' is not a readable audio file (soundfile: Format not recognised.); "
+        f"'{blocker}' is not a readable audio file (ffmpeg: Invalid data found when processing input); "
         "re-export it as WAV/FLAC or remove the track"
     )
     no_audio = tmp_path / "docs"
