@@ -33,7 +33,7 @@ def loader_rate(overrides: list[str], workers: int, batches: int) -> tuple[float
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from sepnet.config import CONFIG_DIR
+    from sepnet.app.configs import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

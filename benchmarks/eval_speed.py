@@ -1,4 +1,4 @@
-"""museval.evaluate vs sepnet.bsseval.framewise_sdr on one synthetic track.
+"""museval.evaluate vs sepnet.evaluation.bsseval.framewise_sdr on one synthetic track.
 
 Makes a stereo 44.1 kHz track of 4 music-like sources (4 minutes by default) and
 separator-like estimates, scores them with both, and prints the largest SDR
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from sepnet.bsseval import framewise_sdr, track_sdr
+from sepnet.evaluation.bsseval import framewise_sdr, track_sdr
 
 STEMS = ("bass", "drums", "other", "vocals")
 
@@ -73,7 +73,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ours = framewise_sdr(refs, ests, sr)
     t_ours = time.perf_counter() - t0
-    print(f"sepnet.bsseval.framewise_sdr: {t_ours:.3f} s")
+    print(f"sepnet.evaluation.bsseval.framewise_sdr: {t_ours:.3f} s")
     print("sepnet track SDR (median):", dict(zip(STEMS, np.round(track_sdr(ours), 3).tolist(), strict=True)))
     if args.skip_museval:
         return

@@ -28,14 +28,14 @@ import soundfile as sf
 
 
 def write_checkpoint(model: str, path: Path) -> None:
-    """A sepnet checkpoint of ``model`` with fresh weights (the format sepnet.checkpoint.load reads)."""
+    """A sepnet checkpoint of ``model`` with fresh weights (the format sepnet.checkpoints.checkpoint.load reads)."""
     import torch
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf, open_dict
 
-    from sepnet.config import CONFIG_DIR
-    from sepnet.separation_module import CHECKPOINT_KEY
+    from sepnet.app.configs import CONFIG_DIR
     from sepnet.train import build_module
+    from sepnet.training.module import CHECKPOINT_KEY
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}", "run_name=bench", "logger=none"])
@@ -65,7 +65,7 @@ def measure(ckpt: str, audio: str, out: str, overrides: list[str]) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from sepnet.config import CONFIG_DIR
+    from sepnet.app.configs import CONFIG_DIR
     from sepnet.separate import run_separation
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from sepnet.config import group_options
+from sepnet.app.configs import group_options
 
 
 def measure(
@@ -49,7 +49,7 @@ def measure(
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
-    from sepnet.config import CONFIG_DIR
+    from sepnet.app.configs import CONFIG_DIR
     from sepnet.train import build_module
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

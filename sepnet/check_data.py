@@ -30,13 +30,13 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from sepnet.audio import audio_info
-from sepnet.audio_cache import AudioCache
-from sepnet.config import CONFIG_DIR, prepare_command_line
-from sepnet.data import SeparationDataModule, load_track
+from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.app.run_dir import ensure_writable
+from sepnet.audio.cache import AudioCache
+from sepnet.audio.io import audio_info
+from sepnet.data.datamodule import SeparationDataModule, load_track
+from sepnet.data.sources import TrackFiles
 from sepnet.errors import SepnetError, exit_on_user_error
-from sepnet.run_dir import ensure_writable
-from sepnet.sources import TrackFiles
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ validation SDR per epoch, all runs overlaid) and prints a table of each run's
 best ``val/sdr`` and its epoch, also written beside the PNG as markdown. A run
 whose training loss kept falling while its validation got worse for
 ``--patience`` validations in a row is flagged as overfitting
-(:mod:`sepnet.overfitting`, the check ``sepnet.train`` also runs live).
+(:mod:`sepnet.training.overfitting`, the check ``sepnet.train`` also runs live).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from sepnet.app.run_dir import ensure_writable
 from sepnet.errors import SepnetError, exit_on_user_error
-from sepnet.overfitting import Divergence, find_divergence
-from sepnet.run_dir import ensure_writable
+from sepnet.training.overfitting import Divergence, find_divergence
 
 METRICS = Path("logs") / "metrics.csv"
 

@@ -7,8 +7,8 @@
 
 The checkpoint supplies the model and front end; the data config reads the
 tracks of ``split`` at the checkpoint's sample rate (so scores are at that rate).
-Every track is separated whole (:mod:`sepnet.overlap_add`) and scored
-(:mod:`sepnet.scoring`): BSSEval v4 SDR per track (median over 1 s frames), its
+Every track is separated whole (:mod:`sepnet.dsp.overlap_add`) and scored
+(:mod:`sepnet.evaluation.scoring`): BSSEval v4 SDR per track (median over 1 s frames), its
 median and mean over tracks, the MDX new SDR, and gain tracking. The run dir gets
 ``results.json``, ``per_track.csv``, ``summary.md`` (also printed),
 ``report.html`` (the listening report, by default for sets of at most 10 tracks)
@@ -32,15 +32,15 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sepnet import checkpoint
-from sepnet.config import CONFIG_DIR, prepare_command_line
-from sepnet.data import load_track
+from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.app.run_dir import ensure_writable
+from sepnet.checkpoints import checkpoint
+from sepnet.data.datamodule import load_track
+from sepnet.dsp.overlap_add import OverlapAdd, build_runner
 from sepnet.errors import SepnetError, exit_on_user_error
-from sepnet.overlap_add import OverlapAdd, build_runner
-from sepnet.report import ListeningReport
-from sepnet.run_dir import ensure_writable
-from sepnet.scoring import FULL_METRICS, TRACK_METRICS, aggregate, mean_over_stems, optimal_gain, score_track
-from sepnet.tables import markdown_table, write_csv
+from sepnet.evaluation.report import ListeningReport
+from sepnet.evaluation.scoring import FULL_METRICS, TRACK_METRICS, aggregate, mean_over_stems, optimal_gain, score_track
+from sepnet.evaluation.tables import markdown_table, write_csv
 
 log = logging.getLogger(__name__)
 

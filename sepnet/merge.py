@@ -16,7 +16,7 @@ The research log's ``merged[key] = sd1[key]*0.8 + sd2[key]*0.2``, made safe:
   first checkpoint's unless all match: every parent's weights were trained on
   inputs normalised its own way, and averaging statistics would normalise like
   none of them;
-- the output is a sepnet checkpoint (``sepnet.checkpoint.load``, ``init.pretrained``,
+- the output is a sepnet checkpoint (``sepnet.checkpoints.checkpoint.load``, ``init.pretrained``,
   evaluate and separate take it) whose lineage records the parents, the weights
   and the parents' own lineage.
 
@@ -37,10 +37,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet import __version__
-from sepnet.checkpoint import CHECKPOINT_KEY, SEPARATOR_PREFIX, read_checkpoint, rebuild, write_checkpoint
-from sepnet.config import CONFIG_DIR, prepare_command_line
+from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.app.run_dir import ensure_writable
+from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, SEPARATOR_PREFIX, read_checkpoint, rebuild, write_checkpoint
 from sepnet.errors import SepnetError, exit_on_user_error
-from sepnet.run_dir import ensure_writable
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
     python -m sepnet.reproduce reproduce.steps=[crnn_large_finetune_ver1,crnn_large_final_tune,crnn_large_merged_3.96]
     python -m sepnet.reproduce reproduce.dry_run=true            # the commands, nothing run
 
-Each step of :data:`sepnet.chain.CHAIN` runs, in dependency order, as the real
+Each step of :data:`sepnet.reproduction.chain.CHAIN` runs, in dependency order, as the real
 entry point in a subprocess (``python -m sepnet.train experiment=...``,
 ``sepnet.merge``, ``sepnet.evaluate``), with the budget's overrides
 (``conf/reproduce.yaml``: the smoke budget shrinks data, epochs and the model, the
@@ -22,7 +22,7 @@ The table has one row per step (a sweep: per swept value): its parents, sepnet's
 SDR (``val/sdr`` from ``summary.json`` for a train step; the test-split SDR from
 ``results.json`` for an evaluate step and for a merge, whose checkpoint is
 evaluated), the same for vocals alone (the log scored vocals) and the log's
-documented figure (:data:`sepnet.chain.DOCUMENTED`).
+documented figure (:data:`sepnet.reproduction.chain.DOCUMENTED`).
 A failed step stops the chain with one line naming it; the steps done are kept.
 """
 
@@ -43,11 +43,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import sepnet
-from sepnet.chain import CHAIN, EVALUATE, MERGE, TRAIN, Step, documented_sdr, step_parents
-from sepnet.config import CONFIG_DIR, prepare_command_line
+from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.checkpoints.parents import BEST, resolve_run_checkpoint
 from sepnet.errors import SepnetError, exit_on_user_error
-from sepnet.lineage import BEST, resolve_run_checkpoint
-from sepnet.tables import markdown_table, write_csv
+from sepnet.evaluation.tables import markdown_table, write_csv
+from sepnet.reproduction.chain import CHAIN, EVALUATE, MERGE, TRAIN, Step, documented_sdr, step_parents
 
 STAMP = "%Y-%m-%d_%H-%M-%S"
 """Run folder names, as Hydra's (``init.from_run`` takes the newest by name)."""

@@ -5,7 +5,7 @@
 
 Any audio file at any sample rate: WAV/FLAC/OGG/MP3/AIFF through libsndfile,
 everything else FFmpeg decodes (M4A/AAC, Opus in WebM, WMA, the soundtrack of an
-MP4/MKV/MOV video, ...) through PyAV (:mod:`sepnet.audio`). Each stem is written as
+MP4/MKV/MOV video, ...) through PyAV (:mod:`sepnet.audio.io`). Each stem is written as
 ``<out>/<track>/<stem>.wav`` at the input's sample rate and decoded length, mono
 for a mono input and stereo otherwise (more than two channels are downmixed to
 stereo for the model, ITU-R BS.775 for 5.1, with one line saying so); a model
@@ -19,7 +19,7 @@ otherwise the median g* of the split it scored).
 
 The whole path streams: the input is read block by block, resampled to the
 model's rate (soxr streaming), separated in cross-faded chunks
-(:mod:`sepnet.overlap_add`), resampled back and appended to the output files,
+(:mod:`sepnet.dsp.overlap_add`), resampled back and appended to the output files,
 which appear under their final names only when complete. Memory depends on
 ``separate.chunk_seconds`` and ``separate.batch_size``, not on the input length.
 
@@ -49,13 +49,13 @@ import numpy as np
 import soxr
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet import checkpoint
-from sepnet.audio import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
-from sepnet.config import CONFIG_DIR, prepare_command_line
+from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.app.run_dir import ensure_writable
+from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
+from sepnet.checkpoints import checkpoint
+from sepnet.data.sources import AUDIO_SUFFIXES
+from sepnet.dsp.overlap_add import OverlapAdd, build_runner
 from sepnet.errors import SepnetError, exit_on_user_error
-from sepnet.overlap_add import OverlapAdd, build_runner
-from sepnet.run_dir import ensure_writable
-from sepnet.sources import AUDIO_SUFFIXES
 
 log = logging.getLogger(__name__)
 

@@ -29,18 +29,18 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.checkpoint import build_separator, read_checkpoint
-from sepnet.checkpoint_io import AtomicCheckpointIO
-from sepnet.config import CONFIG_DIR, prepare_command_line
-from sepnet.dashboards import ValidationMedia, finish_loggers
+from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.app.run_dir import ensure_writable
+from sepnet.checkpoints.atomic import AtomicCheckpointIO
+from sepnet.checkpoints.checkpoint import build_separator, read_checkpoint
+from sepnet.checkpoints.parents import init_lineage
+from sepnet.checkpoints.resume import StepSeed, keep_previous_metrics, resume_point
 from sepnet.errors import exit_on_user_error
-from sepnet.faults import GracefulStop, NonFiniteGuard, TrainingInterrupted, out_of_memory_error
-from sepnet.lineage import init_lineage
-from sepnet.metrics import chunk_sdr
-from sepnet.overfitting import OverfittingMonitor
-from sepnet.resume import StepSeed, keep_previous_metrics, resume_point
-from sepnet.run_dir import ensure_writable
-from sepnet.separation_module import CHECKPOINT_KEY, SeparationModule
+from sepnet.evaluation.metrics import chunk_sdr
+from sepnet.training.faults import GracefulStop, NonFiniteGuard, TrainingInterrupted, out_of_memory_error
+from sepnet.training.loggers import ValidationMedia, finish_loggers
+from sepnet.training.module import CHECKPOINT_KEY, SeparationModule
+from sepnet.training.overfitting import OverfittingMonitor
 
 log = logging.getLogger(__name__)
 

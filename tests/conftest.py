@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from sepnet.config import CONFIG_DIR
+from sepnet.app.configs import CONFIG_DIR
 
 TINY_DATA = {"train": 4, "valid": 2, "test": 2}
 
@@ -103,9 +103,9 @@ def write_fresh_checkpoint(cfg, path, seed: int, fill_statistics: float | None =
     """A sepnet checkpoint of an untrained module (as on_save_checkpoint writes it), with distinct buffers."""
     import torch
 
-    from sepnet import checkpoint
-    from sepnet.separation_module import CHECKPOINT_KEY
+    from sepnet.checkpoints import checkpoint
     from sepnet.train import build_module
+    from sepnet.training.module import CHECKPOINT_KEY
 
     torch.manual_seed(seed)
     module = build_module(cfg)

@@ -1,4 +1,4 @@
-"""Audio I/O: real files written to tmp_path, read back through sepnet.audio."""
+"""Audio I/O: real files written to tmp_path, read back through sepnet.audio.io."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from sepnet.audio import AudioInfo, audio_info, read_audio, resample, write_audio
+from sepnet.audio.io import AudioInfo, audio_info, read_audio, resample, write_audio
 from sepnet.errors import SepnetError
 
 

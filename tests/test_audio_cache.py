@@ -10,8 +10,8 @@ import soundfile as sf
 from conftest import TINY_RUN, compose_config, write_track
 from hydra.utils import instantiate
 
-from sepnet import audio_cache
-from sepnet.audio_cache import AudioCache, resolve_cache_dir
+from sepnet.audio import cache as audio_cache
+from sepnet.audio.cache import AudioCache, resolve_cache_dir
 from sepnet.errors import SepnetError
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from sepnet.augment import Augment, SilenceStems
-from sepnet.data import RandomChunks, Track
+from sepnet.data.augment import Augment, SilenceStems
+from sepnet.data.datamodule import RandomChunks, Track
 from sepnet.errors import SepnetError, user_error_in
 
 DRAWS = 3000

@@ -19,10 +19,10 @@ from hydra.utils import instantiate
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from sepnet import checkpoint
-from sepnet.losses import FocalMaskLoss, MagnitudeL1Loss, MaskBCELoss
-from sepnet.metrics import chunk_sdr
+from sepnet.checkpoints import checkpoint
+from sepnet.evaluation.metrics import chunk_sdr
 from sepnet.train import build_module, run_training
+from sepnet.training.losses import FocalMaskLoss, MagnitudeL1Loss, MaskBCELoss
 
 BANNED_NAMES = {"binary_cross_entropy", "aten::binary_cross_entropy"}
 
@@ -89,7 +89,7 @@ def test_the_guard_fails_on_a_plain_bce_under_autocast():
 
 
 def test_the_guard_fails_on_the_bce_loss_without_its_autocast_wrapper(module_outputs):
-    """The bce loss's own body, without :func:`~sepnet.losses.without_autocast` (the code before the fix)."""
+    """The bce loss's own body, without :func:`~sepnet.training.losses.without_autocast` (the code before the fix)."""
     outputs = module_outputs["separation"]
     unwrapped = MaskBCELoss.forward.__wrapped__
     with bf16_autocast(), CudaAutocastBans(), pytest.raises(AutocastBanned):

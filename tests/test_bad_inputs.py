@@ -23,15 +23,15 @@ import soundfile as sf
 from conftest import TINY_RUN, TINY_SOURCE, compose_config, write_fresh_checkpoint
 
 import sepnet
+from sepnet.app.configs import split_command_line
 from sepnet.check_data import check
 from sepnet.compare import main as compare_main
-from sepnet.config import split_command_line
-from sepnet.data import SeparationDataModule
+from sepnet.data.datamodule import SeparationDataModule
+from sepnet.data.sources import StemFolderSource
 from sepnet.errors import SepnetError
 from sepnet.evaluate import evaluate
 from sepnet.merge import merge
 from sepnet.separate import separate
-from sepnet.sources import StemFolderSource
 
 RATE = 22050
 STEMS = ("bass", "drums", "other", "vocals")
@@ -140,7 +140,7 @@ def test_one_sample_track_is_skipped_by_name_and_a_split_of_only_such_tracks_is_
     short.mkdir()
     for stem in STEMS:
         sf.write(short / f"{stem}.wav", np.zeros((1, 2), np.float32), RATE)
-    with caplog.at_level(logging.WARNING, logger="sepnet.data"):
+    with caplog.at_level(logging.WARNING, logger="sepnet.data.datamodule"):
         data = load(dataset)
     assert [t.name for t in data.tracks["train"]] == ["train_song"]
     assert "skipping 1 train track(s) shorter than one chunk: tiny_song" in caplog.text

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sepnet.beats import (
+from sepnet.data.beats import (
     activation_beat_times,
     beat_activation_target,
     beat_f_measure,

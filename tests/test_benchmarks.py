@@ -93,7 +93,7 @@ def gpu_smoke_dry_run(*args: str, python: str = sys.executable, env: dict | None
 def test_gpu_smoke_dry_run_prints_commands_that_compose_on_the_cpu(tmp_path):
     from conftest import compose_config
 
-    from sepnet.config import check_group_choices, check_override_keys
+    from sepnet.app.configs import check_group_choices, check_override_keys
 
     out = tmp_path / "smoke"
     commands = gpu_smoke_dry_run("--out", str(out))

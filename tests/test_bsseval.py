@@ -1,4 +1,4 @@
-"""sepnet.bsseval against museval itself (museval and ffmpeg are installed in CI).
+"""sepnet.evaluation.bsseval against museval itself (museval and ffmpeg are installed in CI).
 
 Signals are short (4.5 s at 44.1 kHz, 2 stereo sources) because every museval
 call solves its 2048x2048 filter system and projects every frame (~2 s each).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sepnet.bsseval import framewise_sdr, new_sdr, track_sdr
+from sepnet.evaluation.bsseval import framewise_sdr, new_sdr, track_sdr
 
 SR = 44100
 SECONDS = 4.5  # 4 full 1 s frames + a partial one museval drops
@@ -162,7 +162,7 @@ def test_import_does_not_need_museval():
     import sys
 
     code = (
-        "import sys; sys.modules['museval'] = None; import sepnet.bsseval as b; "
+        "import sys; sys.modules['museval'] = None; import sepnet.evaluation.bsseval as b; "
         "print(b.framewise_sdr.__name__, 'museval' in sys.modules and sys.modules['museval'] is not None)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

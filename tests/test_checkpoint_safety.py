@@ -21,15 +21,15 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sepnet import checkpoint
-from sepnet.checkpoint import CHECKPOINT_KEY
-from sepnet.checkpoint_io import AtomicCheckpointIO, stale_temp_files
+from sepnet.checkpoints import checkpoint
+from sepnet.checkpoints.atomic import AtomicCheckpointIO, stale_temp_files
+from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY
+from sepnet.checkpoints.resume import resume_point
 from sepnet.errors import SepnetError
 from sepnet.evaluate import run_evaluation
 from sepnet.merge import merge_checkpoints
 from sepnet.models import registry
 from sepnet.reproduce import reproduce
-from sepnet.resume import resume_point
 from sepnet.separate import run_separation
 from sepnet.train import build_module, run_training
 
@@ -43,7 +43,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         f.write(b"\x80\x02" + b"x" * 50_000)  # a partial pickle reaches the disk, then the write fails
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("sepnet.checkpoint_io.torch.save", disk_full_halfway)
+    monkeypatch.setattr("sepnet.checkpoints.atomic.torch.save", disk_full_halfway)
     with pytest.raises(SepnetError) as error:
         io.save_checkpoint({"global_step": 2, "w": torch.zeros(1000)}, last)
     assert str(error.value) == (
@@ -58,7 +58,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 SLOW_WRITER = textwrap.dedent(
     """
     import sys, time, torch
-    from sepnet.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
+    from sepnet.checkpoints.atomic import AtomicCheckpointIO, atomic_torch_save
     path = sys.argv[1]
     AtomicCheckpointIO().save_checkpoint({"global_step": 1, "w": torch.ones(10)}, path)
 
@@ -418,10 +418,10 @@ def test_reproduce_refuses_a_crafted_checkpoint_in_its_chain(sound, box, tmp_pat
 
 def test_checkpoint_of_the_old_format_loads_the_same_model(sound, tiny_checkpoint, tmp_path):
     """Checkpoints written before the registry (no version field; model named by its public or its
-    module-qualified class name) rebuild the same separator."""
+    module-qualified class name; the front end by its module before the sub-packages) rebuild the same separator."""
     loaded = checkpoint.load(tiny_checkpoint)
     assert loaded.config.model._target_ == "sepnet.models.CRNN"
-    assert loaded.config.frontend._target_ == "sepnet.spectral.SpectralFrontEnd"
+    assert loaded.config.frontend._target_ == "sepnet.dsp.frontend.SpectralFrontEnd"
     mixture = torch.randn(1, 2, 4000)
     with torch.no_grad():
         expected = loaded.separator(mixture)
@@ -429,6 +429,7 @@ def test_checkpoint_of_the_old_format_loads_the_same_model(sound, tiny_checkpoin
         raw = copy.deepcopy(sound)
         del raw[CHECKPOINT_KEY]["version"]
         raw[CHECKPOINT_KEY]["config"]["model"]["_target_"] = target
+        raw[CHECKPOINT_KEY]["config"]["frontend"]["_target_"] = "sepnet.spectral.SpectralFrontEnd"  # its old module
         old = tmp_path / "old.ckpt"
         torch.save(raw, old)
         with torch.no_grad():
@@ -461,7 +462,7 @@ def test_training_builds_through_the_registry(tiny_run):
 
 
 def test_inference_imports_no_lightning():
-    code = "import sys, sepnet.checkpoint, sepnet.models.registry; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
+    code = "import sys, sepnet.checkpoints.checkpoint, sepnet.models.registry; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_RUN, compose_config
 from hydra.utils import instantiate
 
-from sepnet.config import group_options
+from sepnet.app.configs import group_options
 from sepnet.train import build_loggers, build_module
 
 GROUPS = ["data", "augment", "module", "model", "loss", "optim", "sched", "freeze", "trainer", "logger"]

@@ -13,7 +13,7 @@ import soundfile as sf
 from conftest import TINY_RUN, compose_config, write_track
 from hydra.utils import instantiate
 
-from sepnet import sources
+from sepnet.data import sources
 from sepnet.errors import SepnetError, user_error_in
 
 

@@ -17,9 +17,9 @@ import soundfile as sf
 from av_encode import decoded_length, encode, tones
 from conftest import TINY_SOURCE, compose_config, write_track
 
-from sepnet import sources
-from sepnet.audio import audio_info, iter_audio_blocks, read_audio
+from sepnet.audio.io import audio_info, iter_audio_blocks, read_audio
 from sepnet.check_data import run_check
+from sepnet.data import sources
 from sepnet.errors import SepnetError
 from sepnet.separate import run_separation
 
@@ -70,7 +70,7 @@ def test_separate_opus_in_webm(tiny_checkpoint, tmp_path):
 def test_separate_5_1_wav_writes_stereo_stems_and_says_so_once(tiny_checkpoint, tmp_path, caplog):
     rate, frames = 22050, 33075  # 1.5 s
     sf.write(tmp_path / "film.wav", tones(6, frames / rate, rate).T, rate, subtype="PCM_24")
-    with caplog.at_level(logging.INFO, logger="sepnet.audio"):
+    with caplog.at_level(logging.INFO, logger="sepnet.audio.io"):
         written = separate(tiny_checkpoint, tmp_path / "film.wav", tmp_path / "out", tmp_path)
     assert_stems(written, rate, 2, frames)
     lines = [r.getMessage() for r in caplog.records if "downmixed to stereo" in r.getMessage()]

@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 from conftest import TINY_SOURCE, compose_config
 
-from sepnet.bsseval import framewise_sdr, track_sdr
 from sepnet.evaluate import run_evaluation
-from sepnet.scoring import aggregate, score_track
+from sepnet.evaluation.bsseval import framewise_sdr, track_sdr
+from sepnet.evaluation.scoring import aggregate, score_track
 
 SR = 22050
 
@@ -66,8 +66,8 @@ def test_evaluate_writes_results_per_track_and_summary(evaluated, tiny_checkpoin
 
 def test_scores_match_a_direct_bsseval_of_the_separated_track(tiny_checkpoint, tiny_data_root):
     """The per-track SDR is museval-v4-style: the target stems scored jointly, median over 1 s frames."""
-    from sepnet import checkpoint
-    from sepnet.overlap_add import OverlapAdd
+    from sepnet.checkpoints import checkpoint
+    from sepnet.dsp.overlap_add import OverlapAdd
 
     audio = np.stack([sf.read(tiny_data_root / "test" / "synth_006" / f"{s}.wav", dtype="float32")[0].T
                       for s in ("bass", "drums", "other", "vocals")])
@@ -105,9 +105,9 @@ def test_gain_tracking_finds_a_too_quiet_output():
 
 @pytest.mark.slow
 def test_gain_auto_applies_the_median_gain_learned_on_valid(tiny_checkpoint, tiny_data_root, tmp_path):
-    from sepnet import checkpoint
-    from sepnet.overlap_add import OverlapAdd
-    from sepnet.scoring import optimal_gain
+    from sepnet.checkpoints import checkpoint
+    from sepnet.dsp.overlap_add import OverlapAdd
+    from sepnet.evaluation.scoring import optimal_gain
 
     cfg = compose_config("evaluate", evaluate_overrides(tiny_checkpoint, tiny_data_root, "eval.gain=auto", "report=false"), tmp_path)
     results = run_evaluation(cfg)
@@ -245,7 +245,7 @@ def test_sweep_table_reads_train_summaries_too(tmp_path, capsys):
     """The same callback tabulates a train sweep from each job's summary.json."""
     from omegaconf import OmegaConf
 
-    from sepnet.hydra_callbacks import SweepTable
+    from sepnet.app.hydra_callbacks import SweepTable
 
     for job, (lr, sdr) in enumerate([("1e-3", 1.5), ("1e-4", 2.25)]):
         (tmp_path / str(job) / ".hydra").mkdir(parents=True)

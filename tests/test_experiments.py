@@ -9,7 +9,7 @@ import pytest
 from conftest import compose_config
 from hydra.utils import instantiate
 
-from sepnet.config import group_options
+from sepnet.app.configs import group_options
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 NAMES = group_options("experiment")

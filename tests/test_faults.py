@@ -7,10 +7,10 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from sepnet.checkpoint import read_checkpoint
-from sepnet.faults import NonFiniteGuard, TrainingDiverged, out_of_memory_error
-from sepnet.losses import MaskBCELoss
+from sepnet.checkpoints.checkpoint import read_checkpoint
 from sepnet.train import train
+from sepnet.training.faults import NonFiniteGuard, TrainingDiverged, out_of_memory_error
+from sepnet.training.losses import MaskBCELoss
 
 
 class NaNAtCall(MaskBCELoss):

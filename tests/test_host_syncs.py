@@ -19,8 +19,8 @@ from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sepnet.faults import NonFiniteGuard
 from sepnet.train import run_training
+from sepnet.training.faults import NonFiniteGuard
 
 aten = torch.ops.aten
 SYNCING_OPS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
@@ -99,7 +99,7 @@ def test_a_training_step_of_the_gpu_config_syncs_once(tiny_run, monkeypatch, mod
         run_training(cfg)
     assert entered["train_step"] == 5 and entered["val_step"] >= 1
     train = {key: n for key, n in syncs.found.items() if key[0] == "train_step"}
-    assert train == {("train_step", "aten._local_scalar_dense.default", "faults.py:on_before_optimizer_step"): 5}
+    assert train == {("train_step", "aten._local_scalar_dense.default", "training/faults.py:on_before_optimizer_step"): 5}
     # torch.istft checks its window's overlap-add on the host; nothing else may read during validation.
     val = {key for key in syncs.found if key[0] == "val_step"}
     allowed = ("spectral.py:istft",) + (("beats.py:activation_beat_times",) if model == "unet_crnn_mtl" else ())

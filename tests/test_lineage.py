@@ -10,15 +10,15 @@ import pytest
 import torch
 from conftest import TINY_RUN, compose_config, write_fresh_checkpoint
 
-from sepnet import checkpoint
-from sepnet.checkpoint import read_checkpoint
+from sepnet.checkpoints import checkpoint
+from sepnet.checkpoints.checkpoint import read_checkpoint
+from sepnet.checkpoints.parents import resolve_run_checkpoint
 from sepnet.compare import compare
 from sepnet.errors import SepnetError
-from sepnet.lineage import resolve_run_checkpoint
 from sepnet.merge import merge
-from sepnet.overfitting import OverfittingMonitor, find_divergence
-from sepnet.separation_module import CHECKPOINT_KEY
 from sepnet.train import run_training, train
+from sepnet.training.module import CHECKPOINT_KEY
+from sepnet.training.overfitting import OverfittingMonitor, find_divergence
 
 
 def test_resolution_fails_clearly_and_skips_unfinished_runs(tmp_path):
@@ -125,7 +125,7 @@ def test_overfitting_monitor_warns_in_the_log(caplog):
             monitor.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, None, 0)
         trainer.callback_metrics = {"val/loss": torch.tensor(val_loss), "val/sdr": torch.tensor(-val_loss)}
         monitor.on_validation_epoch_end(trainer, module)
-        with caplog.at_level("WARNING", logger="sepnet.overfitting"):
+        with caplog.at_level("WARNING", logger="sepnet.training.overfitting"):
             monitor.on_train_epoch_end(trainer, module)
         assert module.logged["train/loss_epoch"] == pytest.approx(sum(train_losses) / 2)
         assert ("overfitting" in caplog.text) == (epoch == 3)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from sepnet.losses import FocalMaskLoss, MagnitudeL1Loss, MaskBCELoss, SpectralTargets
-from sepnet.schedules import WarmupCosineLR
+from sepnet.training.losses import FocalMaskLoss, MagnitudeL1Loss, MaskBCELoss, SpectralTargets
+from sepnet.training.schedules import WarmupCosineLR
 
 
 def random_targets(seed: int = 0) -> tuple[torch.Tensor, SpectralTargets]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import compose_config, write_fresh_checkpoint
 
-from sepnet import checkpoint
+from sepnet.checkpoints import checkpoint
 from sepnet.merge import merge
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 
-from sepnet import checkpoint
-from sepnet.chain import CHAIN, DOCUMENTED, MERGE, TRAIN, ULTIMATE_SWEEP, documented_sdr, step_parents
-from sepnet.config import group_options
-from sepnet.lineage import resolve_run_checkpoint
+from sepnet.app.configs import group_options
+from sepnet.checkpoints import checkpoint
+from sepnet.checkpoints.parents import resolve_run_checkpoint
 from sepnet.reproduce import reproduce
+from sepnet.reproduction.chain import CHAIN, DOCUMENTED, MERGE, TRAIN, ULTIMATE_SWEEP, documented_sdr, step_parents
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import TINY_RUN, TINY_SOURCE
 
-from sepnet.checkpoint import read_checkpoint
+from sepnet.checkpoints.checkpoint import read_checkpoint
 from sepnet.errors import SepnetError
 from sepnet.train import run_training
 

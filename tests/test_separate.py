@@ -11,12 +11,12 @@ import torch
 from conftest import compose_config
 from torch import nn
 
+from sepnet.dsp.frontend import SpectralFrontEnd
+from sepnet.dsp.overlap_add import OverlapAdd
+from sepnet.dsp.wiener import wiener
 from sepnet.errors import SepnetError
-from sepnet.overlap_add import OverlapAdd
+from sepnet.models.separator import Separator
 from sepnet.separate import Job, _read_ahead, find_jobs, run_separation, safe_name, separate_file
-from sepnet.separator import Separator
-from sepnet.spectral import SpectralFrontEnd
-from sepnet.wiener import wiener
 
 STEMS = ["bass", "drums", "other", "vocals"]
 

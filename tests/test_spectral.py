@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sepnet.spectral import SpectralFrontEnd
+from sepnet.dsp.frontend import SpectralFrontEnd
 
 
 def test_ones_masks_round_trip_above_60_db():

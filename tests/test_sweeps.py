@@ -78,7 +78,7 @@ def test_slurm_launcher_configs_compose(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sepnet.config import CONFIG_DIR
+    from sepnet.app.configs import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

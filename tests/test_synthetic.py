@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from sepnet import STEMS
+from sepnet.data.synthetic import GENERATOR_VERSION, ensure_synthetic_dataset, generate_track
 from sepnet.errors import SepnetError
-from sepnet.synthetic import GENERATOR_VERSION, ensure_synthetic_dataset, generate_track
 
 RATE = 22050
 SMALL = {"train": 2, "valid": 1, "test": 1}
@@ -151,7 +151,7 @@ def test_files_match_generate_track(small_set):
     # The first test track is exactly what generate_track renders, quantised to 16 bits.
     manifest = json.loads((small_set / "manifest.json").read_text())
     track = small_set / "train" / manifest["track_names"]["train"][0]
-    from sepnet.synthetic import _track_seed
+    from sepnet.data.synthetic import _track_seed
 
     stems, beats = generate_track(_track_seed(0, "train", 0), DURATION, RATE)
     for stem in STEMS:
@@ -198,8 +198,7 @@ def test_incomplete_dataset_is_regenerated(tmp_path):
 
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
-    from sepnet import synthetic
-
+    from sepnet.data import synthetic
     calls = []
 
     def failing_track(*args):

@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from sepnet import checkpoint
+from sepnet.checkpoints import checkpoint
 from sepnet.train import run_training
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from sepnet import checkpoint
-from sepnet.beats import read_beat_file
+from sepnet.checkpoints import checkpoint
+from sepnet.checkpoints.pretrained import load_pretrained
+from sepnet.data.beats import read_beat_file
 from sepnet.errors import SepnetError
-from sepnet.pretrained import load_pretrained
 from sepnet.train import build_module, run_training
 
 # One short epoch, no validation: enough to move every trainable weight.
@@ -135,7 +135,7 @@ def test_pretrained_strict_and_non_strict_loading_with_report(tiny_run, parent, 
     assert "init.strict=false" in message
 
     # Non-strict: encoder and LSTM load, the decoder's first blocks are reported as left out.
-    with caplog.at_level(logging.WARNING, logger="sepnet.pretrained"):
+    with caplog.at_level(logging.WARNING, logger="sepnet.checkpoints.pretrained"):
         unet = build_module(tiny_run("model=unet_crnn", f"init.pretrained={path}", "init.strict=false"))
     assert "left out" in caplog.text and "decoder.0.conv.weight" in caplog.text
     unet_state = unet.separator.state_dict()

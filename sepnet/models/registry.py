@@ -38,7 +38,7 @@ MODEL, FRONT_END = "model", "front end"
 REGISTRIES: dict[str, dict[str, type]] = {MODEL: {}, FRONT_END: {}}
 """kind -> {name -> class}."""
 
-BUILTIN_MODULES = ("sepnet.models", "sepnet.spectral")
+BUILTIN_MODULES = ("sepnet.models", "sepnet.dsp.frontend")
 """Where sepnet's registered classes live; imported before the first look-up."""
 
 SCALARS = (bool, int, float, str, type(None))
@@ -76,7 +76,7 @@ def register_front_end(cls: type | None = None, *, aliases: tuple[str, ...] = ()
     """Class decorator: ``cls`` can be built from a ``frontend`` node naming its module-qualified name (or an alias)."""
 
     def add(cls: type) -> type:
-        return _register(FRONT_END, cls, aliases)
+        return _register(FRONT_END, cls, (f"{cls.__module__}.{cls.__qualname__}", *aliases))
 
     return add(cls) if cls is not None else add
 

@@ -77,7 +77,7 @@ class RhythmHead(nn.Module):
 class MultiTaskUNetCRNN(UNetCRNN):
     """U-Net CRNN + rhythm head: masks as :class:`UNetCRNN`, plus one beat logit per frame.
 
-    ``forward`` returns only the masks (so the :class:`~sepnet.separator.Separator`
+    ``forward`` returns only the masks (so the :class:`~sepnet.models.separator.Separator`
     uses it like any mask model); :meth:`forward_multitask` returns both.
 
     Args:

@@ -1,7 +1,7 @@
 """Where tracks come from: each source lists, per split, the files of every track.
 
-A source only finds files; :mod:`sepnet.data` decodes them (through
-:mod:`sepnet.audio_cache`). Three kinds, one per ``data=`` option:
+A source only finds files; :mod:`sepnet.data.datamodule` decodes them (through
+:mod:`sepnet.audio.cache`). Three kinds, one per ``data=`` option:
 
 - :class:`StemFolderSource` (``data=stem_folder``): a MUSDB18-HQ-style tree
   ``<root>/{train,valid,test}/<track>/<stem>.<ext>``.
@@ -33,7 +33,7 @@ from sepnet import STEMS
 from sepnet.errors import SepnetError
 
 AUDIO_SUFFIXES = (
-    # libsndfile's formats first, then what FFmpeg decodes (sepnet.audio); the first wins for one name.
+    # libsndfile's formats first, then what FFmpeg decodes (sepnet.audio.io); the first wins for one name.
     ".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus",
     ".m4a", ".aac", ".wma", ".webm", ".mka", ".mp4", ".mkv", ".mov",
 )
@@ -191,7 +191,7 @@ class StemFolderSource:
 
 @dataclass
 class SyntheticSource(StemFolderSource):
-    """The embedded dataset: generated once into ``root`` by :mod:`sepnet.synthetic`, then read as a stem folder.
+    """The embedded dataset: generated once into ``root`` by :mod:`sepnet.data.synthetic`, then read as a stem folder.
 
     Args:
         sample_rate: rate the files are generated at (the model's, so nothing is resampled).
@@ -206,7 +206,7 @@ class SyntheticSource(StemFolderSource):
     seed: int = 0
 
     def prepare(self) -> None:
-        from sepnet.synthetic import ensure_synthetic_dataset
+        from sepnet.data.synthetic import ensure_synthetic_dataset
 
         ensure_synthetic_dataset(
             self.root_path,

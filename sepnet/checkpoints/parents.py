@@ -21,9 +21,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from sepnet.checkpoints.pretrained import load_pretrained
 from sepnet.errors import SepnetError
-from sepnet.pretrained import load_pretrained
-from sepnet.separator import Separator
+from sepnet.models.separator import Separator
 
 log = logging.getLogger(__name__)
 

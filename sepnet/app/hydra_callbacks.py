@@ -23,9 +23,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from sepnet.app.run_dir import ensure_writable
 from sepnet.errors import SepnetError
-from sepnet.run_dir import ensure_writable
-from sepnet.tables import markdown_table, write_csv
+from sepnet.evaluation.tables import markdown_table, write_csv
 
 
 def _check_writable(folder: str, key: str) -> None:

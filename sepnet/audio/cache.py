@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sepnet.audio import read_audio
+from sepnet.audio.io import read_audio
 from sepnet.errors import SepnetError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from torch import nn
 from sepnet.models.registry import register_front_end
 
 
-@register_front_end
+# Checkpoints written before the package had sub-packages name it by its old module.
+@register_front_end(aliases=("sepnet.spectral.SpectralFrontEnd",))
 class SpectralFrontEnd(nn.Module):
     """STFT analysis/synthesis plus per-bin normalisation of log-magnitudes.
 

@@ -1,6 +1,6 @@
 """Cheap separation metrics computed on waveform tensors during training.
 
-Full BSSEval v4 scoring (framewise, museval-exact) lives in :mod:`sepnet.bsseval`;
+Full BSSEval v4 scoring (framewise, museval-exact) lives in :mod:`sepnet.evaluation.bsseval`;
 this module holds what validation needs every epoch.
 """
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from sepnet import STEMS
-from sepnet.spectral import SpectralFrontEnd
-from sepnet.wiener import wiener
+from sepnet.dsp.frontend import SpectralFrontEnd
+from sepnet.dsp.wiener import wiener
 
 
 class Separator(nn.Module):
@@ -26,7 +26,7 @@ class Separator(nn.Module):
         mask_clip: clip scaled masks to [0, 1] (True by default, so a scale > 1
             sharpens masks without amplifying the mixture).
         wiener_iters: multichannel Wiener EM iterations after masking (0: none);
-            see :mod:`sepnet.wiener`.
+            see :mod:`sepnet.dsp.wiener`.
     """
 
     def __init__(

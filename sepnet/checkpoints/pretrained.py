@@ -13,7 +13,7 @@ loaded with it, so fine-tuning normalises exactly as the parent did and the
 statistics are not refitted. A plain model ``state_dict`` has none: the run
 then fits its own, and says so. The parent is recorded in the new checkpoint's
 lineage. Files are read with ``torch.load(weights_only=True)``, and a sepnet
-checkpoint's config is checked like every checkpoint's (:func:`sepnet.checkpoint.sepnet_entry`).
+checkpoint's config is checked like every checkpoint's (:func:`sepnet.checkpoints.checkpoint.sepnet_entry`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,15 @@ from pathlib import Path
 
 import torch
 
-from sepnet.checkpoint import CHECKPOINT_KEY, IncompleteEntry, read_checkpoint, separator_state, sepnet_entry
+from sepnet.checkpoints.checkpoint import (
+    CHECKPOINT_KEY,
+    IncompleteEntry,
+    read_checkpoint,
+    separator_state,
+    sepnet_entry,
+)
 from sepnet.errors import SepnetError
-from sepnet.separator import Separator
+from sepnet.models.separator import Separator
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 Lightning restores model, optimiser, scheduler, epoch, global step and the
 callbacks' state from the checkpoint. The rest of a run's randomness is keyed so
 that it needs no saved stream: training examples by ``(seed, epoch, index)``
-(:mod:`sepnet.data`, whose ``state_dict`` records how far into the epoch the run
+(:mod:`sepnet.data.datamodule`, whose ``state_dict`` records how far into the epoch the run
 got) and the model's own randomness (dropout) by ``(seed, rank, global step)``
 (:class:`StepSeed`). A resumed run therefore ends with the same weights as an
 uninterrupted one.
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.checkpoint import CHECKPOINT_KEY, read_checkpoint, rebuild
+from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, read_checkpoint, rebuild
 from sepnet.errors import SepnetError
 from sepnet.models.registry import shown
 

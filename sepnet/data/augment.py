@@ -2,7 +2,7 @@
 
 Every transform takes the stems of one training example ``(stems, channels,
 samples)`` float32 and the example's own generator (seeded by ``(seed, epoch,
-index)``, see :mod:`sepnet.data`), and returns the augmented stems. The array is
+index)``, see :mod:`sepnet.data.datamodule`), and returns the augmented stems. The array is
 the example's own fresh copy, so transforms work in place (no copies of 3 s of
 audio per step). The data module rebuilds the
 mixture as the sum of the augmented stems, so mixture and targets always agree.
@@ -15,7 +15,7 @@ Validation and test data are never augmented.
     augment=remix_silence   remix + target-stem silencing
 
 Remixing (``augment.remix_prob``) is a choice of *which* audio forms the example
-(each stem from its own random track and offset), so :class:`~sepnet.data.RandomChunks`
+(each stem from its own random track and offset), so :class:`~sepnet.data.datamodule.RandomChunks`
 asks :meth:`Augment.remix` before cutting the chunk; the transforms run after.
 """
 

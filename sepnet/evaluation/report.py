@@ -128,7 +128,7 @@ class ListeningReport:
         self.tracks.append(_TrackEntry(name, a / self.sample_rate, audio, _data_uri("image/jpeg", image), scores))
 
     def write(self, path: str | Path, title: str, summary: dict[str, dict], notes: Sequence[str] = ()) -> Path:
-        """Write the report; ``summary`` is :func:`sepnet.scoring.aggregate`'s result."""
+        """Write the report; ``summary`` is :func:`sepnet.evaluation.scoring.aggregate`'s result."""
         path = Path(path)
         parts = [
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>",

@@ -5,7 +5,7 @@ sepnet Trainer gets. Saving writes a hidden temporary file in the checkpoint's
 own folder, fsyncs it and renames it over the target, so a kill at any moment
 leaves either the previous ``last.ckpt`` or the complete new one, never a
 truncated file. Loading (also when Lightning resumes a run) goes through
-:func:`sepnet.checkpoint.read_checkpoint`: ``torch.load(weights_only=True)``,
+:func:`sepnet.checkpoints.checkpoint.read_checkpoint`: ``torch.load(weights_only=True)``,
 with a one-line :class:`~sepnet.errors.SepnetError` for a file that would run
 code or is truncated.
 """
@@ -91,10 +91,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"cannot write checkpoint '{path}' ({exc.strerror or exc}); free disk space or choose another "
                 f"output folder with hydra.run.dir=<folder> (the previous checkpoint is intact)"
             ) from exc
-        # One line per file written (hydra.verbose=[sepnet.checkpoint_io] shows them): what was saved when.
+        # One line per file written (hydra.verbose=[sepnet.checkpoints.atomic] shows them): what was saved when.
         log.debug("wrote %s (epoch %s, step %s)", path, checkpoint.get("epoch"), checkpoint.get("global_step"))
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        from sepnet.checkpoint import read_checkpoint  # checkpoint imports the model code; keep this module light
+        from sepnet.checkpoints.checkpoint import (
+            read_checkpoint,  # checkpoint imports the model code; keep this module light
+        )
 
         return read_checkpoint(path)

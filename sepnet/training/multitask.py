@@ -6,7 +6,7 @@ by a branch: training and validation of the masks are inherited unchanged.
     loss = mask loss (the ``loss`` group) + rhythm_weight x BCE(beat logits, beat target)
 
 The beat target comes from ``batch["beats"]`` (padded sample positions, see
-:mod:`sepnet.beats`) rendered on the front end's frames; validation also logs
+:mod:`sepnet.data.beats`) rendered on the front end's frames; validation also logs
 ``val/beat_f1``: the F-measure (±``beat_tolerance`` s) of the peak-picked
 activations against the batch's beats.
 """
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from sepnet.beats import activation_beat_times, beat_activation_target, beat_f_measure, positions_to_times
+from sepnet.data.beats import activation_beat_times, beat_activation_target, beat_f_measure, positions_to_times
 from sepnet.errors import SepnetError
-from sepnet.separation_module import SeparationModule
+from sepnet.training.module import SeparationModule
 
 
 class MultiTaskSeparationModule(SeparationModule):

@@ -1,7 +1,7 @@
 """Whole-track separation in overlapping, cross-faded chunks, with memory bounded by the chunk size.
 
 ``evaluate`` and ``separate`` both go through :class:`OverlapAdd`, which feeds a
-:class:`~sepnet.separator.Separator` fixed-length chunks and blends them back::
+:class:`~sepnet.models.separator.Separator` fixed-length chunks and blends them back::
 
     mixture blocks (channels, n) at the model's rate, any block sizes
       -> chunks of ``chunk_seconds`` every ``chunk_seconds * (1 - overlap)``,
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from sepnet.separator import Separator
+from sepnet.models.separator import Separator
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
-from sepnet.config import CONFIG_DIR
+from sepnet.app.configs import CONFIG_DIR
 
 TRAIN, MERGE, EVALUATE = "train", "merge", "evaluate"
 

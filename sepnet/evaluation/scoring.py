@@ -2,7 +2,7 @@
 
 Per track and stem (:func:`score_track`):
 
-* ``sdr``: BSSEval v4 framewise SDR (:mod:`sepnet.bsseval`, museval-exact; the
+* ``sdr``: BSSEval v4 framewise SDR (:mod:`sepnet.evaluation.bsseval`, museval-exact; the
   target stems of a track are scored jointly, as ``museval.eval_mus_track``
   does), median over frames with NaN frames skipped;
 * ``new_sdr``: the MDX "new SDR" of the whole track;
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from sepnet.bsseval import framewise_sdr, new_sdr, track_sdr
+from sepnet.evaluation.bsseval import framewise_sdr, new_sdr, track_sdr
 
 TRACK_METRICS = ("sdr", "new_sdr", "gain", "sdr_gain")
 """Per-track metrics of every stem, in the order of ``per_track.csv``."""

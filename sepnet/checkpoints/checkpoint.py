@@ -32,7 +32,7 @@ from torch import nn
 from sepnet import __version__
 from sepnet.errors import SepnetError
 from sepnet.models.registry import FRONT_END, MODEL, RefusedConfig, build, check, shown
-from sepnet.separator import Separator
+from sepnet.models.separator import Separator
 
 CHECKPOINT_KEY = "sepnet"
 """Where a checkpoint keeps what makes it self-describing (config, lineage, metrics, version)."""

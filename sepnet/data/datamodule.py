@@ -1,8 +1,8 @@
 """The one LightningDataModule every model trains on.
 
 Tracks are decoded once at the model's sample rate into the decoded-audio cache
-(:mod:`sepnet.audio_cache`) and memory-mapped from there; training draws random,
-augmented chunks (:mod:`sepnet.augment`), validation reads fixed, unaugmented
+(:mod:`sepnet.audio.cache`) and memory-mapped from there; training draws random,
+augmented chunks (:mod:`sepnet.data.augment`), validation reads fixed, unaugmented
 chunks. Every random choice of a training example comes from a generator seeded
 by ``(seed, epoch, index)``: the same run gives the same batches whatever the
 number of DataLoader workers, and workers never share a stream.
@@ -12,7 +12,7 @@ A batch is a dict:
     stems   (batch, all_stems, channels, samples), in ``data.stems`` order
     track   list of track names (for error messages; ``remix:a+b+c+d`` for a remixed example)
     beats   (batch, max_beats) int64 beat positions in samples from the chunk's start,
-            padded with -1; only with ``beats=True`` (see :mod:`sepnet.beats`)
+            padded with -1; only with ``beats=True`` (see :mod:`sepnet.data.beats`)
 
 Loading is loud: a missing stem file, an undecodable, empty, NaN-holding or
 more-than-stereo file stops the run at start-up naming the file, or, with
@@ -32,11 +32,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from sepnet import STEMS
-from sepnet.audio_cache import AudioCache, resolve_cache_dir
-from sepnet.augment import Augment
-from sepnet.beats import chunk_beat_positions, drum_onset_times, read_beat_file
+from sepnet.audio.cache import AudioCache, resolve_cache_dir
+from sepnet.data.augment import Augment
+from sepnet.data.beats import chunk_beat_positions, drum_onset_times, read_beat_file
+from sepnet.data.sources import FolderSource, Source, TrackFiles
 from sepnet.errors import SepnetError
-from sepnet.sources import FolderSource, Source, TrackFiles
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class SeparationDataModule(L.LightningDataModule):
     """Train/valid/test data for every sepnet model.
 
     Args:
-        source: where the tracks are (:mod:`sepnet.sources`).
+        source: where the tracks are (:mod:`sepnet.data.sources`).
         stems: stems read from every track, in tensor order; checked against the
             stems the dataset holds.
         target_stems: the stems the model learns (a subset of ``stems``; None: all).
@@ -310,7 +310,7 @@ class SeparationDataModule(L.LightningDataModule):
             (``trainer=gpu``/``ddp`` turn it on).
         seed: seeds every example's generator together with (epoch, index).
         stats_chunks: training chunks used to fit the front end's normalisation.
-        augment: training augmentation (:class:`~sepnet.augment.Augment`), or None.
+        augment: training augmentation (:class:`~sepnet.data.augment.Augment`), or None.
         on_error: ``raise``: a broken track stops the run, naming the file;
             ``skip``: it is left out and listed in a warning at start-up.
         cache_dir: decoded-audio cache folder; None: ``<data root>/.sepnet-cache``,
@@ -378,7 +378,7 @@ class SeparationDataModule(L.LightningDataModule):
     def from_folders(
         cls, train_dir: str, val_dir: str, test_dir: str | None = None, **kwargs
     ) -> SeparationDataModule:
-        """``data=folder``: a :class:`~sepnet.sources.FolderSource` of ``train_dir``/``val_dir``/``test_dir``;
+        """``data=folder``: a :class:`~sepnet.data.sources.FolderSource` of ``train_dir``/``val_dir``/``test_dir``;
         the other arguments are the constructor's."""
         return cls(FolderSource(train_dir, val_dir, test_dir), **kwargs)
 

@@ -55,7 +55,7 @@ GENERATOR_VERSION = 1
 DEFAULT_TRACKS = {"train": 20, "valid": 5, "test": 5}
 _SPLIT_ORDER = ("train", "valid", "test")
 _MANIFEST = "manifest.json"
-_GENERATOR_NAME = "sepnet.synthetic"
+_GENERATOR_NAME = "sepnet.data.synthetic"
 _MIX_PEAK = 0.9
 
 # ----------------------------------------------------------------------------- music theory

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from sepnet import __version__
-from sepnet.checkpoint import CHECKPOINT_KEY
+from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY
 from sepnet.errors import SepnetError
-from sepnet.losses import SpectralTargets
-from sepnet.metrics import chunk_sdr
-from sepnet.separator import Separator
+from sepnet.evaluation.metrics import chunk_sdr
+from sepnet.models.separator import Separator
+from sepnet.training.losses import SpectralTargets
 
 __all__ = ["CHECKPOINT_KEY", "SeparationModule"]
 

@@ -1,0 +1,1 @@
+"""The entry-point scaffold: config discovery and checks, command-line handling, run folders, Hydra callbacks."""

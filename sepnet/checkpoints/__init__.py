@@ -1,0 +1,1 @@
+"""Checkpoints: the self-describing format, atomic I/O, parents (init), resume and merging."""

@@ -1,0 +1,1 @@
+"""Training and evaluation data: sources, track loading, chunking, augmentation, beats, the DataModule."""

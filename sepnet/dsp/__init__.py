@@ -1,0 +1,1 @@
+"""Spectral signal processing: the front end (waveform <-> model input), Wiener post-filter, overlap-add."""

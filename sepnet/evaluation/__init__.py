@@ -1,0 +1,1 @@
+"""Scoring separations: BSSEval v4, cheap training metrics, gains, reports and tables."""

@@ -1,0 +1,1 @@
+"""Training: the LightningModules, losses, schedules, callbacks and loggers."""
