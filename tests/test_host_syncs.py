@@ -102,7 +102,7 @@ def test_a_training_step_of_the_gpu_config_syncs_once(tiny_run, monkeypatch, mod
     assert train == {("train_step", "aten._local_scalar_dense.default", "training/faults.py:on_before_optimizer_step"): 5}
     # torch.istft checks its window's overlap-add on the host; nothing else may read during validation.
     val = {key for key in syncs.found if key[0] == "val_step"}
-    allowed = ("spectral.py:istft",) + (("beats.py:activation_beat_times",) if model == "unet_crnn_mtl" else ())
+    allowed = ("dsp/frontend.py:istft",) + (("data/beats.py:activation_beat_times",) if model == "unet_crnn_mtl" else ())
     assert all(where.endswith(allowed) for _, _, where in val), val
 
 
