@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
 from sepnet.checkpoints import checkpoint
+from sepnet.checkpoints.compat import differences
 from sepnet.data.datamodule import load_track
 from sepnet.dsp.overlap_add import OverlapAdd, build_runner
 from sepnet.errors import SepnetError, exit_on_user_error
@@ -61,14 +62,16 @@ def bind_checkpoint(cfg: DictConfig, loaded: checkpoint.LoadedCheckpoint) -> Non
     disagrees with the checkpoint is a user error: evaluation must see what the
     model was trained on.
     """
-    front = OmegaConf.create(loaded.separator.front_end.settings)
-    given = cfg.get("frontend") or {}
-    for key, value in given.items():
-        if key in front and front[key] != value:
-            raise SepnetError(
-                f"frontend.{key}={value} disagrees with the checkpoint ({front[key]}); the front end comes from "
-                f"'{loaded.path}': drop the frontend.{key} override"
-            )
+    settings = loaded.separator.front_end.settings
+    front = OmegaConf.create(settings)
+    given = OmegaConf.to_container(cfg.frontend, resolve=True) if cfg.get("frontend") else {}
+    found = differences(settings, given, [k for k in given if k in settings], prefix="frontend")
+    if found:
+        first = found[0]
+        raise SepnetError(
+            f"{first.key}={first.b} disagrees with the checkpoint ({first.a}); the front end comes from "
+            f"'{loaded.path}': drop the {first.key} override"
+        )
     with open_dict(cfg):
         cfg.frontend = front
     rate = cfg.data.get("sample_rate")

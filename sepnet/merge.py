@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
@@ -40,25 +39,13 @@ from sepnet import __version__
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, SEPARATOR_PREFIX, read_checkpoint, rebuild, write_checkpoint
+from sepnet.checkpoints.compat import differences
 from sepnet.errors import SepnetError, exit_on_user_error
 
 log = logging.getLogger(__name__)
 
 FRONT_END_SETTINGS = ("sample_rate", "n_fft", "hop_length", "n_bins")
 NORMALISATION_STATISTICS = (SEPARATOR_PREFIX + "front_end.bin_mean", SEPARATOR_PREFIX + "front_end.bin_std")
-
-
-def first_difference(a: Any, b: Any, key: str) -> str | None:
-    """The first place two nested config values differ, as ``"key: a vs b"``; None when equal."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            if k not in a or k not in b:
-                return f"{key}.{k} is {'missing' if k not in a else repr(a[k])} vs {'missing' if k not in b else repr(b[k])}"
-            found = first_difference(a[k], b[k], f"{key}.{k}")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{key} is {a!r} vs {b!r}"
 
 
 def check_compatible(paths: Sequence[Path], raws: Sequence[dict]) -> None:
@@ -72,13 +59,8 @@ def check_compatible(paths: Sequence[Path], raws: Sequence[dict]) -> None:
     for path, raw in zip(paths[1:], raws[1:]):
         cfg = raw[CHECKPOINT_KEY]["config"]
         pair = f"'{first_path}' vs '{path}'"
-        difference = first_difference(first_cfg.get("model"), cfg.get("model"), "model")
-        if difference is None:
-            a, b = first_cfg.get("frontend") or {}, cfg.get("frontend") or {}
-            difference = next(
-                (f"frontend.{k} is {a.get(k)!r} vs {b.get(k)!r}" for k in FRONT_END_SETTINGS if a.get(k) != b.get(k)),
-                None,
-            )
+        found = differences(first_cfg, cfg, ("model", *(f"frontend.{k}" for k in FRONT_END_SETTINGS)))
+        difference = f"{found[0].key} is {found[0].a!r} vs {found[0].b!r}" if found else None
         state = raw["state_dict"]
         if difference is None:
             only_first = [k for k in first_state if k not in state]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import TINY_RUN, TINY_SOURCE
 
-from sepnet.checkpoints.checkpoint import read_checkpoint
+from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, read_checkpoint
 from sepnet.errors import SepnetError
 from sepnet.train import run_training
 
@@ -76,6 +76,22 @@ def test_resume_refuses_another_model(tiny_run, tmp_path):
         "checkpoint but 24 here; repeat the run's own overrides (its .hydra/overrides.yaml) or start a new run "
         "without resume"
     )
+
+
+def test_a_checkpoint_naming_the_old_classes_still_resumes(tiny_run, tmp_path):
+    """A last.ckpt written before the sub-packages names its classes by their old paths; those name the
+    same registered classes as today's config, so the run resumes instead of being refused as another model."""
+    run_training(tiny_run("trainer.max_epochs=1", output_dir=tmp_path / "old"))
+    last = tmp_path / "old" / "checkpoints" / "last.ckpt"
+    raw = read_checkpoint(last)
+    config = raw[CHECKPOINT_KEY]["config"]
+    assert config["frontend"]["_target_"] == "sepnet.dsp.frontend.SpectralFrontEnd"
+    config["frontend"]["_target_"] = "sepnet.spectral.SpectralFrontEnd"  # the module before the sub-packages
+    config["model"]["_target_"] = "sepnet.models.crnn.CRNN"  # its module-qualified name, as older runs stored it
+    torch.save(raw, last)
+    _, summary = run_training(tiny_run("trainer.max_epochs=2", f"resume={tmp_path / 'old'}", output_dir=tmp_path / "unused"))
+    resumed = read_checkpoint(summary["last_checkpoint"])
+    assert summary["last_checkpoint"] == str(last) and resumed["epoch"] == 1
 
 
 def test_ckpt_path_last_without_checkpoint_starts_fresh(tiny_run, tmp_path):

@@ -31,6 +31,7 @@ from sepnet.checkpoints.checkpoint import (
     separator_state,
     sepnet_entry,
 )
+from sepnet.checkpoints.compat import differences
 from sepnet.errors import SepnetError
 from sepnet.models.separator import Separator
 
@@ -126,10 +127,10 @@ def parent_config_group(info: dict | None, group: str) -> dict:
 
 def check_front_end_settings(path: Path, info: dict | None, separator: Separator) -> None:
     """A parent analysed with another STFT cannot be fine-tuned: its weights expect other inputs."""
-    parent = parent_config_group(info, "frontend")
-    differ = {k: (parent[k], v) for k, v in separator.front_end.settings.items() if k in parent and parent[k] != v}
+    parent, settings = parent_config_group(info, "frontend"), separator.front_end.settings
+    differ = differences(parent, settings, [k for k in settings if k in parent], prefix="frontend")
     if differ:
-        text = ", ".join(f"frontend.{k}={a} (this run: {b})" for k, (a, b) in differ.items())
+        text = ", ".join(f"{d.key}={d.a} (this run: {d.b})" for d in differ)
         raise SepnetError(f"init.pretrained '{path}' was trained with {text}; set those to match the parent")
 
 

@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, read_checkpoint, rebuild
+from sepnet.checkpoints.compat import differences
 from sepnet.errors import SepnetError
 from sepnet.models.registry import shown
 
@@ -95,22 +96,6 @@ def resume_point(cfg: DictConfig, output_dir: Path) -> ResumePoint:
     return point
 
 
-def _select(container: dict, dotted: str):
-    node = container
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _differences(saved, current, prefix: str) -> list[str]:
-    if isinstance(saved, dict) and isinstance(current, dict):
-        keys = sorted(set(saved) | set(current))
-        return [d for k in keys for d in _differences(saved.get(k), current.get(k), f"{prefix}.{k}")]
-    return [] if saved == current else [f"{prefix}={saved!r} in the checkpoint but {current!r} here"]
-
-
 def check_saved_paths(checkpoint: Path, raw: dict) -> None:
     """Refuse a ``ModelCheckpoint`` state naming files outside the folder it saved into.
 
@@ -149,13 +134,13 @@ def check_compatible(checkpoint: Path, cfg: DictConfig) -> dict:
     rebuild(checkpoint, raw)  # its config names only sepnet's classes, and its weights fit them
     check_saved_paths(checkpoint, raw)
     current = OmegaConf.to_container(cfg, resolve=True)
-    for key in MUST_MATCH:
-        differences = _differences(_select(info["config"], key), _select(current, key), key)
-        if differences:
-            raise SepnetError(
-                f"cannot resume from '{checkpoint}': {differences[0]}; repeat the run's own overrides "
-                f"(its .hydra/overrides.yaml) or start a new run without resume"
-            )
+    found = differences(info["config"], current, MUST_MATCH)
+    if found:
+        first = found[0]
+        raise SepnetError(
+            f"cannot resume from '{checkpoint}': {first.key}={first.a!r} in the checkpoint but {first.b!r} here; "
+            f"repeat the run's own overrides (its .hydra/overrides.yaml) or start a new run without resume"
+        )
     return info
 
 
