@@ -28,6 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from sepnet.app.run_dir import ensure_writable
+from sepnet.atomic import write_text
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.training.overfitting import Divergence, find_divergence
 
@@ -200,7 +201,7 @@ def compare(paths: list[str | Path], out: str | Path | None = None, patience: in
     ensure_writable(out.parent, key="--out", value="<file.png>")
     plot(runs, divergences, out)
     markdown = table(runs, divergences)
-    out.with_suffix(".md").write_text(markdown + "\n")
+    write_text(out.with_suffix(".md"), markdown + "\n")
     return out, markdown
 
 

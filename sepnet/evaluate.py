@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
+from sepnet.atomic import write_text
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.compat import differences
 from sepnet.data.datamodule import load_track
@@ -224,7 +225,7 @@ def summary_markdown(results: dict) -> str:
 
 def write_outputs(output_dir: Path, results: dict, per_track: list[tuple[str, dict]], stems: list[str]) -> str:
     """``results.json``, ``per_track.csv`` and ``summary.md``; returns the markdown summary."""
-    (output_dir / "results.json").write_text(json.dumps(_json_safe(results), indent=2))
+    write_text(output_dir / "results.json", json.dumps(_json_safe(results), indent=2))
     metrics = [*TRACK_METRICS, *(m for m in FULL_METRICS if per_track and m in per_track[0][1][stems[0]])]
     rows = [
         [name, stem, *(scores[stem][m] for m in metrics), scores[stem]["silent_reference"], scores[stem]["silent_estimate"]]
@@ -233,7 +234,7 @@ def write_outputs(output_dir: Path, results: dict, per_track: list[tuple[str, di
     ]
     write_csv(output_dir / "per_track.csv", ["track", "stem", *metrics, "silent_reference", "silent_estimate"], rows)
     summary = summary_markdown(results)
-    (output_dir / "summary.md").write_text(summary)
+    write_text(output_dir / "summary.md", summary)
     return summary
 
 

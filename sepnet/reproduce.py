@@ -44,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import sepnet
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.atomic import write_text
 from sepnet.checkpoints.parents import BEST, resolve_run_checkpoint
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.evaluation.tables import markdown_table, write_csv
@@ -311,7 +312,7 @@ def write_table(root: Path, rows: list[Row], budget: str, seconds: float, comple
         f"vocals alone. Documented: the research log's figures (vocals on the author's data/val), not comparable "
         f"with the embedded data.\n\n{table}\n"
     )
-    (root / "reproduce.md").write_text(markdown)
+    write_text(root / "reproduce.md", markdown)
     write_csv(
         root / "reproduce.csv",
         CSV_HEADERS,

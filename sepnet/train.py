@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
+from sepnet.atomic import write_text
 from sepnet.checkpoints.atomic import AtomicCheckpointIO
 from sepnet.checkpoints.checkpoint import build_separator, read_checkpoint
 from sepnet.checkpoints.parents import init_lineage
@@ -102,7 +103,7 @@ def summarise(output_dir: Path, checkpoint: ModelCheckpoint, baseline: dict[str,
         "best_checkpoint": str(best_path) if best_path else None,
         "last_checkpoint": checkpoint.last_model_path or None,
     }
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(output_dir / "summary.json", json.dumps(summary, indent=2))
     if summary["best_val_sdr"] is None:
         print("no validation ran: no best checkpoint", flush=True)
         return summary
@@ -166,7 +167,7 @@ def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
         config_file = output_dir / "config_resolved.yaml"
         if point.checkpoint is not None and config_file.exists():  # keep the original run's config
             config_file = output_dir / f"config_resolved.resumed-{trainer.global_step}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
-        OmegaConf.save(cfg, config_file, resolve=True)
+        write_text(config_file, OmegaConf.to_yaml(cfg, resolve=True))
         if point.checkpoint is not None:
             keep_previous_metrics(trainer.loggers)
         for logger in loggers:

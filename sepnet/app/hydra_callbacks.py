@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.app.run_dir import ensure_writable
+from sepnet.atomic import write_text
 from sepnet.errors import SepnetError
 from sepnet.evaluation.tables import markdown_table, write_csv
 
@@ -115,5 +116,5 @@ class SweepTable(Callback):
             return
         write_csv(sweep_dir / "sweep.csv", headers, rows)
         table = markdown_table(headers, rows)
-        (sweep_dir / "sweep.md").write_text(table + "\n")
+        write_text(sweep_dir / "sweep.md", table + "\n")
         print(f"\nsweep ({len(rows)} jobs): {sweep_dir / 'sweep.csv'}\n{table}", flush=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sepnet.atomic import atomic_write
 from sepnet.audio.io import read_audio
 from sepnet.errors import SepnetError
 
@@ -143,15 +144,6 @@ class AudioCache:
         return audio
 
     def _write(self, entry: Path, audio: np.ndarray) -> None:
-        tmp = entry.with_name(f".{entry.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(audio, dtype=np.float32))
-            os.replace(tmp, entry)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise SepnetError(
-                f"cannot write the decoded-audio cache '{self.folder}' ({exc.strerror or exc}); "
-                "free some space or set data.cache_dir=<writable folder with room>"
-            ) from exc
+        fix = "free some space or set data.cache_dir=<writable folder with room>"
+        with atomic_write(entry, fix=fix, label=f"the decoded-audio cache '{self.folder}'") as f:
+            np.save(f, np.ascontiguousarray(audio, dtype=np.float32))

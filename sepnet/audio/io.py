@@ -31,10 +31,10 @@ truncated file behind under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ import soundfile as sf
 import soxr
 import torch
 
+from sepnet.atomic import atomic_write, write_error
 from sepnet.errors import SepnetError
 
 __all__ = [
@@ -73,6 +74,8 @@ _FORMAT_ALIASES = {"aif": "AIFF", "oga": "OGG"}
 # More channels than this in write_audio is almost surely a (samples, channels)
 # array passed the wrong way round.
 _MAX_WRITE_CHANNELS = 16
+WRITE_FIX = "choose a writable output directory"
+"""How a failed audio write's error line ends."""
 
 LIBSNDFILE = "libsndfile"
 FFMPEG = "ffmpeg"
@@ -517,23 +520,23 @@ class AudioWriter:
         self.channels = channels
         self.fmt, self.subtype = _format_for(self.path, subtype)
         self.frames = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        self._fd: int | None = None
+        self._target: contextlib.AbstractContextManager | None = None
         self._file: sf.SoundFile | None = None
 
     def __enter__(self) -> Self:
         _make_parent_dir(self.path)
         if self.path.is_dir():
             raise SepnetError(f"cannot write audio to {_q(self.path)}: it is a directory; choose a file name")
+        self._target = atomic_write(self.path, fix=WRITE_FIX)
+        out = self._target.__enter__()
         try:
-            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             self._file = sf.SoundFile(
-                self._fd, "w", samplerate=self.sample_rate, channels=self.channels,
+                out.fileno(), "w", samplerate=self.sample_rate, channels=self.channels,
                 subtype=self.subtype, format=self.fmt, closefd=False,
             )
-        except (OSError, sf.SoundFileError) as exc:
-            self._cleanup()
-            raise self._error(exc) from exc
+        except BaseException as exc:
+            self._abandon(exc)
+            raise self._converted(exc) from exc
         return self
 
     def write(self, block: np.ndarray | torch.Tensor) -> None:
@@ -546,43 +549,42 @@ class AudioWriter:
         try:
             self._file.write(block.T)
         except (OSError, sf.SoundFileError) as exc:
-            raise self._error(exc) from exc
+            raise self._converted(exc) from exc
         self.frames += block.shape[1]
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            self._cleanup()
+            self._abandon(exc)
             return
         try:
-            self._file.close()
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-            os.replace(self._tmp, self.path)
-        except (OSError, sf.SoundFileError) as err:
-            self._cleanup()
-            raise self._error(err) from err
+            self._file.close()  # libsndfile writes the header now
+        except BaseException as err:
+            self._abandon(err)
+            raise self._converted(err) from err
+        target, self._target = self._target, None
+        target.__exit__(None, None, None)  # fsync, rename, fsync the folder
 
-    def _cleanup(self) -> None:
+    def _abandon(self, exc: BaseException) -> None:
+        """Close the sound file and let the atomic target delete its temporary file (the target stays as it was)."""
         if self._file is not None and not self._file.closed:
             try:
                 self._file.close()
             except Exception:  # noqa: BLE001, S110 - already failing; the temp file goes anyway
                 pass
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._tmp.unlink(missing_ok=True)
+        target, self._target = self._target, None
+        if target is not None:
+            try:
+                target.__exit__(type(exc), exc, exc.__traceback__)
+            except BaseException:  # noqa: BLE001, S110 - it re-raises what it was given; the caller raises it
+                pass
 
-    def _error(self, exc: Exception) -> SepnetError:
+    def _converted(self, exc: BaseException) -> BaseException:
+        """The one-line error for a failed write (``exc`` itself when it is not the disk's or libsndfile's)."""
         if isinstance(exc, OSError):
-            return SepnetError(
-                f"cannot write {_q(self.path)} ({exc.strerror or exc}); choose a writable output directory"
-            )
-        return SepnetError(
-            f"cannot write {_q(self.path)} as {self.fmt}/{self.subtype} at {self.sample_rate} Hz "
-            f"(soundfile: {_reason(exc)}); check the sample rate, subtype and free disk space"
-        )
+            return write_error(_q(self.path), exc, WRITE_FIX)
+        if isinstance(exc, sf.SoundFileError):
+            return _format_error(self.path, self.fmt, self.subtype, self.sample_rate, exc)
+        return exc
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -637,37 +639,14 @@ def write_audio(
     if path.is_dir():
         raise SepnetError(f"cannot write audio to {_q(path)}: it is a directory; choose a file name")
 
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        # O_EXCL: never clobber someone else's file; mode 0o666 lets the umask
-        # decide the final permissions, as for any newly created file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with sf.SoundFile(
-                fd,
-                "w",
-                samplerate=sample_rate,
-                channels=audio.shape[0],
-                subtype=subtype,
-                format=fmt,
-                closefd=False,
-            ) as out:
-                out.write(audio.T)
-            os.fsync(fd)  # the data is on disk before the rename makes it visible
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            reason = exc.strerror or exc
-            raise SepnetError(f"cannot write {_q(path)} ({reason}); choose a writable output directory") from exc
-        if isinstance(exc, sf.SoundFileError):
-            raise SepnetError(
-                f"cannot write {_q(path)} as {fmt}/{subtype} at {sample_rate} Hz "
-                f"(soundfile: {_reason(exc)}); check the sample rate, subtype and free disk space"
-            ) from exc
-        raise
+        with atomic_write(path, fix=WRITE_FIX) as f, sf.SoundFile(
+            f.fileno(), "w", samplerate=sample_rate, channels=audio.shape[0],
+            subtype=subtype, format=fmt, closefd=False,
+        ) as out:
+            out.write(audio.T)
+    except sf.SoundFileError as exc:
+        raise _format_error(path, fmt, subtype, sample_rate, exc) from exc
     return path
 
 
@@ -682,6 +661,13 @@ def _reason(exc: Exception) -> str:
     # LibsndfileError's str() repeats "Error opening '<path>':"; the bare reason reads better.
     reason = str(getattr(exc, "error_string", "") or exc).strip()
     return reason.removeprefix("Error :").strip()
+
+
+def _format_error(path: Path, fmt: str, subtype: str, sample_rate: int, exc: Exception) -> SepnetError:
+    return SepnetError(
+        f"cannot write {_q(path)} as {fmt}/{subtype} at {sample_rate} Hz "
+        f"(soundfile: {_reason(exc)}); check the sample rate, subtype and free disk space"
+    )
 
 
 def _empty_error(path: Path) -> SepnetError:

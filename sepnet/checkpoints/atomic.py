@@ -1,10 +1,10 @@
-"""How checkpoint files reach the disk and come back: atomically, and without running pickled code.
+"""The Lightning plugin through which a Trainer's checkpoints reach the disk and come back.
 
-:class:`AtomicCheckpointIO` is the Lightning ``CheckpointIO`` plugin every
-sepnet Trainer gets. Saving writes a hidden temporary file in the checkpoint's
-own folder, fsyncs it and renames it over the target, so a kill at any moment
-leaves either the previous ``last.ckpt`` or the complete new one, never a
-truncated file. Loading (also when Lightning resumes a run) goes through
+:class:`AtomicCheckpointIO` is the ``CheckpointIO`` every sepnet Trainer gets.
+Saving goes through :func:`sepnet.atomic.atomic_write` (temporary file beside the
+target, fsync, rename), so a kill at any moment leaves either the previous
+``last.ckpt`` or the complete new one, never a truncated file. Loading (also when
+Lightning resumes a run) goes through
 :func:`sepnet.checkpoints.checkpoint.read_checkpoint`: ``torch.load(weights_only=True)``,
 with a one-line :class:`~sepnet.errors.SepnetError` for a file that would run
 code or is truncated.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,60 +21,25 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
-from sepnet.errors import SepnetError
+from sepnet.atomic import atomic_write, stale_temp_files, temp_path_for
+
+__all__ = ["AtomicCheckpointIO", "atomic_torch_save", "stale_temp_files", "temp_path_for"]
 
 log = logging.getLogger(__name__)
 
-TEMP_SUFFIX = ".tmp"
-
-
-def temp_path_for(path: Path) -> Path:
-    """A fresh hidden temporary name beside ``path``: ``.<name>.<random>.tmp`` (never matches ``*.ckpt``)."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
-
-
-def stale_temp_files(path: Path) -> list[Path]:
-    """Temporary files a killed save of ``path`` left behind."""
-    return sorted(path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"))
+SAVE_FIX = "free disk space or choose another output folder with hydra.run.dir=<folder> (the previous checkpoint is intact)"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, save: Callable[[Any, Any], None] | None = None) -> Path:
-    """``save(obj, file)`` (default ``torch.save``) into a temporary file beside ``path``, fsync it, then
-    rename it to ``path``.
+    """``save(obj, file)`` (default ``torch.save``) through :func:`~sepnet.atomic.atomic_write`.
 
     ``path`` is at every moment either absent, the old file, or the complete new
-    one. A failed save removes its temporary file and re-raises; temporary files
-    left by an earlier save that was killed are removed once this one succeeds.
+    one; temporary files left by an earlier save that was killed are removed once
+    this one succeeds. An ``OSError`` becomes one :class:`~sepnet.errors.SepnetError` line.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
-        with open(tmp, "xb") as f:
-            (save or torch.save)(obj, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)  # ... and so is the rename
-    for stale in stale_temp_files(path):
-        stale.unlink(missing_ok=True)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
+    with atomic_write(path, fix=SAVE_FIX, label=f"checkpoint '{path}'", remove_stale=True) as f:
+        (save or torch.save)(obj, f)
+    return Path(path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -84,13 +48,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        try:
-            atomic_torch_save(checkpoint, path)
-        except OSError as exc:
-            raise SepnetError(
-                f"cannot write checkpoint '{path}' ({exc.strerror or exc}); free disk space or choose another "
-                f"output folder with hydra.run.dir=<folder> (the previous checkpoint is intact)"
-            ) from exc
+        atomic_torch_save(checkpoint, path)
         # One line per file written (hydra.verbose=[sepnet.checkpoints.atomic] shows them): what was saved when.
         log.debug("wrote %s (epoch %s, step %s)", path, checkpoint.get("epoch"), checkpoint.get("global_step"))
 

@@ -17,10 +17,8 @@ one line naming the file and the config key. This module imports no Lightning.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 from torch import nn
 
 from sepnet import __version__
+from sepnet.atomic import atomic_write
 from sepnet.errors import SepnetError
 from sepnet.models.registry import FRONT_END, MODEL, RefusedConfig, build, check, shown
 from sepnet.models.separator import Separator
@@ -270,18 +269,8 @@ def load(path: str | Path) -> LoadedCheckpoint:
 
 
 def write_checkpoint(raw: dict, path: str | Path) -> Path:
-    """Save a checkpoint dict atomically (temporary file, then rename): a crash never leaves half a file."""
+    """Save a checkpoint dict atomically (:func:`sepnet.atomic.atomic_write`): a crash never leaves half a file."""
     path = Path(path).expanduser()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SepnetError(f"cannot create folder '{path.parent}' ({exc.strerror}); choose another output path") from None
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        torch.save(raw, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise SepnetError(f"cannot write checkpoint '{path}' ({exc.strerror}); choose another output path") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, fix="choose another output path", label=f"checkpoint '{path}'") as f:
+        torch.save(raw, f)
     return path

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from sepnet.atomic import write_bytes
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, read_checkpoint, rebuild
 from sepnet.checkpoints.compat import differences
 from sepnet.errors import SepnetError
@@ -155,7 +156,7 @@ def keep_previous_metrics(loggers: list) -> None:
             with warnings.catch_warnings():  # its "previous log files will be deleted" is not true here
                 warnings.simplefilter("ignore")
                 writer = logger.experiment  # creating the writer deletes an existing metrics.csv ...
-            metrics.write_bytes(kept)  # ... so it is put back, and new rows go under its header
+            write_bytes(metrics, kept)  # ... so it is put back, and new rows go under its header
             header = kept.decode().partition("\n")[0].strip()
             writer.metrics_keys = header.split(",") if header else []
 

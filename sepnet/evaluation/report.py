@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from sepnet.atomic import write_text
+
 _VORBIS_QUALITY = 0.6  # soundfile compression_level: 0 best quality .. 1 smallest
 
 
@@ -158,7 +160,7 @@ class ListeningReport:
             parts.append("</div>")
             parts.append(f"<p><img alt='spectrograms of {html.escape(entry.name)}' src='{entry.spectrogram}'></p></section>")
         parts.append("</body></html>")
-        path.write_text("\n".join(parts), encoding="utf-8")
+        write_text(path, "\n".join(parts))
         return path
 
 

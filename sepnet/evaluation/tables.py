@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from sepnet.atomic import write_text
 
 
 def format_cell(value: Any, digits: int = 2) -> str:
@@ -32,10 +35,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits
 
 def write_csv(path: str | Path, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
     """Write ``rows`` under ``headers``; floats keep full precision, NaN/None become empty cells."""
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(headers)
-        for row in rows:
-            writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row])
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row])
+    return write_text(path, text.getvalue())
