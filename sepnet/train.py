@@ -35,13 +35,14 @@ from sepnet.atomic import write_text
 from sepnet.checkpoints.atomic import AtomicCheckpointIO
 from sepnet.checkpoints.checkpoint import build_separator, read_checkpoint
 from sepnet.checkpoints.parents import init_lineage
-from sepnet.checkpoints.resume import StepSeed, keep_previous_metrics, resume_point
+from sepnet.checkpoints.resume import resume_point
 from sepnet.errors import exit_on_user_error
 from sepnet.evaluation.metrics import chunk_sdr
 from sepnet.training.faults import GracefulStop, NonFiniteGuard, TrainingInterrupted, out_of_memory_error
 from sepnet.training.loggers import ValidationMedia, finish_loggers
 from sepnet.training.module import CHECKPOINT_KEY, SeparationModule
 from sepnet.training.overfitting import OverfittingMonitor
+from sepnet.training.resuming import StepSeed, keep_previous_metrics
 
 log = logging.getLogger(__name__)
 

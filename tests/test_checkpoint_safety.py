@@ -467,6 +467,16 @@ def test_inference_imports_no_lightning():
     assert result.stdout.strip() == "[]"
 
 
+def test_finding_checking_and_loading_checkpoints_imports_no_lightning():
+    """Resume's checks, the config comparison, parents, models and the DSP need no Trainer: only training
+    (sepnet.training, sepnet.checkpoints.atomic's Lightning plugin) imports Lightning."""
+    modules = ["sepnet.checkpoints." + m for m in ("checkpoint", "compat", "parents", "pretrained", "resume")]
+    modules += ["sepnet.atomic", "sepnet.models", "sepnet.dsp.frontend", "sepnet.dsp.overlap_add", "sepnet.dsp.wiener"]
+    code = f"import sys, {', '.join(modules)}; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_pretrained_without_a_config_entry_takes_the_tensors_only(sound, configs, tmp_path):
     """A sepnet entry lacking its config (another program's file) is a plain state_dict to ``init.pretrained``."""
     raw = copy.deepcopy(sound)

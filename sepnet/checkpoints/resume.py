@@ -1,4 +1,4 @@
-"""Continuing a run exactly where it stopped.
+"""Continuing a run exactly where it stopped: which checkpoint, which run dir, and whether it fits.
 
     python -m sepnet.train resume=outputs/crnn/2026-01-05_19-25-01          # the run dir: its checkpoints/last.ckpt
     python -m sepnet.train resume=outputs/crnn/.../checkpoints/last.ckpt
@@ -9,11 +9,12 @@ callbacks' state from the checkpoint. The rest of a run's randomness is keyed so
 that it needs no saved stream: training examples by ``(seed, epoch, index)``
 (:mod:`sepnet.data.datamodule`, whose ``state_dict`` records how far into the epoch the run
 got) and the model's own randomness (dropout) by ``(seed, rank, global step)``
-(:class:`StepSeed`). A resumed run therefore ends with the same weights as an
+(:class:`sepnet.training.resuming.StepSeed`). A resumed run therefore ends with the same weights as an
 uninterrupted one.
 
 A resumed run keeps writing into the run dir its checkpoint came from, and adds
-to its ``metrics.csv`` instead of replacing it. It takes its lineage from the
+to its ``metrics.csv`` instead of replacing it
+(:func:`sepnet.training.resuming.keep_previous_metrics`). It takes its lineage from the
 checkpoint: ``init.from_run`` / ``init.pretrained`` are not resolved or read
 again, so a parent that was moved, deleted or followed by a newer run of its
 name changes nothing.
@@ -27,12 +28,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
-import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.atomic import write_bytes
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, read_checkpoint, rebuild
 from sepnet.checkpoints.compat import differences
 from sepnet.errors import SepnetError
@@ -143,35 +140,3 @@ def check_compatible(checkpoint: Path, cfg: DictConfig) -> dict:
             f"repeat the run's own overrides (its .hydra/overrides.yaml) or start a new run without resume"
         )
     return info
-
-
-def keep_previous_metrics(loggers: list) -> None:
-    """Stop Lightning's CSVLogger from deleting an existing ``metrics.csv``: a resumed run appends to it."""
-    for logger in loggers:
-        if not isinstance(logger, L.pytorch.loggers.CSVLogger):
-            continue
-        metrics = Path(logger.log_dir) / "metrics.csv"
-        if metrics.is_file():
-            kept = metrics.read_bytes()
-            with warnings.catch_warnings():  # its "previous log files will be deleted" is not true here
-                warnings.simplefilter("ignore")
-                writer = logger.experiment  # creating the writer deletes an existing metrics.csv ...
-            write_bytes(metrics, kept)  # ... so it is put back, and new rows go under its header
-            header = kept.decode().partition("\n")[0].strip()
-            writer.metrics_keys = header.split(",") if header else []
-
-
-class StepSeed(L.Callback):
-    """Seed torch's global generator from ``(seed, rank, global step)`` before every training step.
-
-    The model's randomness (dropout) then depends on the step alone, not on how
-    many random numbers were drawn before it: a resumed run draws what the
-    uninterrupted one drew.
-    """
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        key = [self.seed, trainer.global_rank, trainer.global_step]
-        torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0] >> 1))
