@@ -24,10 +24,10 @@ from omegaconf import OmegaConf
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.atomic import AtomicCheckpointIO, stale_temp_files
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY
+from sepnet.checkpoints.merging import merge_checkpoints
 from sepnet.checkpoints.resume import resume_point
 from sepnet.errors import SepnetError
 from sepnet.evaluate import run_evaluation
-from sepnet.merge import merge_checkpoints
 from sepnet.models import registry
 from sepnet.reproduce import reproduce
 from sepnet.separate import run_separation
@@ -470,7 +470,7 @@ def test_inference_imports_no_lightning():
 def test_finding_checking_and_loading_checkpoints_imports_no_lightning():
     """Resume's checks, the config comparison, parents, models and the DSP need no Trainer: only training
     (sepnet.training, sepnet.checkpoints.atomic's Lightning plugin) imports Lightning."""
-    modules = ["sepnet.checkpoints." + m for m in ("checkpoint", "compat", "parents", "pretrained", "resume")]
+    modules = ["sepnet.checkpoints." + m for m in ("checkpoint", "compat", "merging", "parents", "pretrained", "resume")]
     modules += ["sepnet.atomic", "sepnet.models", "sepnet.dsp.frontend", "sepnet.dsp.overlap_add", "sepnet.dsp.wiener"]
     code = f"import sys, {', '.join(modules)}; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
