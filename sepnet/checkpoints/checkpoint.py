@@ -3,8 +3,8 @@
 A sepnet checkpoint is a Lightning checkpoint whose ``"sepnet"`` entry holds the
 resolved run config (model, front end, stems), the lineage (parents, merge
 weights) and the validation metrics at save time. Nothing else is needed to
-evaluate, separate, merge or fine-tune it: the research log's hand-typed
-``--hidden_size 512 --num_layers 4`` at evaluation time cannot happen here.
+evaluate, separate, merge or fine-tune it, so no model setting is ever typed
+again (and mistyped) at evaluation time.
 
 Reading one never runs code from it: the file is loaded with
 ``torch.load(weights_only=True)`` (no pickled objects), the model and front end
