@@ -47,6 +47,7 @@ before = dict(os.environ)
 import sepnet, sepnet.app, sepnet.app.wait_policy, sepnet.app.scaffold, sepnet.audio, sepnet.dsp, sepnet.models
 import sepnet.data, sepnet.training, sepnet.checkpoints, sepnet.evaluation, sepnet.reproduction
 import sepnet.train, sepnet.evaluate, sepnet.separate, sepnet.merge, sepnet.check_data, sepnet.reproduce
+import sepnet.compare, sepnet.evaluation.curves
 changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
 print("changed:", changed, "reads:", reads)
 """
