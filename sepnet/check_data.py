@@ -19,19 +19,22 @@ batch as the model sees it (normalised mixture spectrogram and target stems).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait policy once
+    from sepnet.app.wait_policy import choose_wait_policy
+
+    choose_wait_policy()
+
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
+from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.audio.cache import AudioCache
 from sepnet.audio.io import audio_info
 from sepnet.data.datamodule import SeparationDataModule, load_track
@@ -346,13 +349,8 @@ def check(cfg: DictConfig) -> int:
     return run_check(cfg)
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="check_data", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    status = check(cfg)
-    if status:
-        sys.exit(status)
+main = hydra_entry_point("check_data", check, exit_with_status=True)
 
 
 if __name__ == "__main__":
-    prepare_command_line("check_data")
-    main()
+    run_entry_point(main)

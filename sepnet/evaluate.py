@@ -19,6 +19,11 @@ of the median SDR, so sweepers can optimise it.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait policy once
+    from sepnet.app.wait_policy import choose_wait_policy
+
+    choose_wait_policy()
+
 import collections
 import json
 import logging
@@ -27,13 +32,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-import hydra
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
+from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.atomic import write_text
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.compat import differences
@@ -340,11 +344,8 @@ def evaluate(cfg: DictConfig) -> float:
     return run_evaluation(cfg)["sdr"]
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
-def main(cfg: DictConfig) -> float:
-    return evaluate(cfg)
+main = hydra_entry_point("evaluate", evaluate)
 
 
 if __name__ == "__main__":
-    prepare_command_line("evaluate")
-    main()
+    run_entry_point(main)

@@ -11,13 +11,17 @@ with ``init.from_run=<name>`` like from any run.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait policy once
+    from sepnet.app.wait_policy import choose_wait_policy
+
+    choose_wait_policy()
+
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
+from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, write_checkpoint
 from sepnet.checkpoints.merging import merge_checkpoints
 from sepnet.errors import SepnetError, exit_on_user_error
@@ -43,11 +47,8 @@ def merge(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="merge", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    merge(cfg)
+main = hydra_entry_point("merge", merge)
 
 
 if __name__ == "__main__":
-    prepare_command_line("merge")
-    main()
+    run_entry_point(main)

@@ -28,6 +28,11 @@ A failed step stops the chain with one line naming it; the steps done are kept.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait policy once
+    from sepnet.app.wait_policy import choose_wait_policy
+
+    choose_wait_policy()
+
 import json
 import math
 import os
@@ -39,11 +44,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import sepnet
-from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.atomic import write_text
 from sepnet.checkpoints.parents import BEST, resolve_run_checkpoint
 from sepnet.errors import SepnetError, exit_on_user_error
@@ -389,11 +393,8 @@ def reproduce(cfg: DictConfig) -> list[Row]:
     return run_chain(cfg)
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="reproduce", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    reproduce(cfg)
+main = hydra_entry_point("reproduce", reproduce)
 
 
 if __name__ == "__main__":
-    prepare_command_line("reproduce")
-    main()
+    run_entry_point(main)

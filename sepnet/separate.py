@@ -32,6 +32,11 @@ reads, ``<out>/<subset>/<track>/<stem>.wav``: a MUSDB18-HQ-style tree
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait policy once
+    from sepnet.app.wait_policy import choose_wait_policy
+
+    choose_wait_policy()
+
 import collections
 import json
 import logging
@@ -44,13 +49,12 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 import numpy as np
 import soxr
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
+from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
 from sepnet.checkpoints import checkpoint
 from sepnet.data.sources import AUDIO_SUFFIXES
@@ -424,11 +428,8 @@ def separate(cfg: DictConfig) -> int:
     return len(run_separation(cfg))
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="separate", version_base="1.3")
-def main(cfg: DictConfig) -> int:
-    return separate(cfg)
+main = hydra_entry_point("separate", separate)
 
 
 if __name__ == "__main__":
-    prepare_command_line("separate")
-    main()
+    run_entry_point(main)

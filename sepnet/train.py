@@ -14,6 +14,11 @@ baseline. ``main`` returns the best ``val/sdr`` so Hydra sweepers can optimise i
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait policy once
+    from sepnet.app.wait_policy import choose_wait_policy
+
+    choose_wait_policy()
+
 import json
 import logging
 import subprocess
@@ -21,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -29,8 +33,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
+from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.atomic import write_text
 from sepnet.checkpoints.atomic import AtomicCheckpointIO
 from sepnet.checkpoints.checkpoint import build_separator, read_checkpoint
@@ -230,11 +234,8 @@ def train(cfg: DictConfig) -> float | None:
         sys.exit(128 + stopped.signum)
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+main = hydra_entry_point("train", train)
 
 
 if __name__ == "__main__":
-    prepare_command_line("train")
-    main()
+    run_entry_point(main)

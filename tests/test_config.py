@@ -70,3 +70,30 @@ def test_unwritable_output_dir_is_one_line(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert str(blocker) in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_carries_the_configs(tmp_path):
+    """``pip install .`` (not editable) must find conf/ with conf/experiment's files, away from the source tree."""
+    import os
+    from pathlib import Path
+
+    top = Path(__file__).resolve().parents[1]
+    wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-build-isolation", "--no-deps", "-w", wheels, top], check=True, timeout=120,
+                   cwd=tmp_path)
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", site, *wheels.glob("*.whl")], check=True,
+                   timeout=120)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    shown = subprocess.run(
+        [sys.executable, "-m", "sepnet.train", "experiment=crnn_large_final_tune", "--cfg", "job", "--package", "run_name"],
+        env=env, cwd=elsewhere, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "crnn_large_final_tune" in shown.stdout
+    found = subprocess.run([sys.executable, "-c", "import sepnet.app.configs as c; print(c.CONFIG_DIR)"], env=env,
+                           cwd=elsewhere, capture_output=True, text=True, timeout=60, check=True)
+    assert Path(found.stdout.strip()) == site / "sepnet" / "conf"
+    assert (site / "sepnet" / "conf" / "experiment").is_dir() and not (site / "sepnet" / "conf" / "experiment").is_symlink()

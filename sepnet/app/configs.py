@@ -1,8 +1,8 @@
 """Where the configs live, and the command line every entry point reads before Hydra does.
 
-``conf/`` sits at the repository root (sepnet is installed editable); every
-entry point composes from it with ``@hydra.main(config_path=CONFIG_DIR, ...)``
-and runs :func:`prepare_command_line` first: Hydra's options may stand anywhere
+``conf/`` sits at the repository root (an installed wheel carries a copy as
+``sepnet/conf``); every entry point composes from it through
+:mod:`sepnet.app.scaffold` (``@hydra.main(config_path=CONFIG_DIR, ...)``) and runs :func:`prepare_command_line` first: Hydra's options may stand anywhere
 (``evaluate ckpt=x -m eval.mask_scale=0.5,1``), and a wrong group option or a
 mistyped key ends in one line.
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-"""Absolute path of ``conf/``."""
+_INSTALLED_CONFIGS = Path(__file__).resolve().parents[1] / "conf"  # a wheel ships conf/ here (setup.py)
+CONFIG_DIR = str(_INSTALLED_CONFIGS if _INSTALLED_CONFIGS.is_dir() else Path(__file__).resolve().parents[2] / "conf")
+"""Absolute path of the configs: ``conf/`` at the repository top, or ``sepnet/conf`` in an installed wheel."""
 
 
 # Hydra's command-line options (hydra/_internal/utils.py get_args_parser) that take a value: the next
