@@ -67,3 +67,21 @@ def test_crnn_rejects_wrong_input_shape():
 def test_crnn_rejects_bins_not_divisible():
     with pytest.raises(ValueError, match="divisible"):
         CRNN(["vocals"], encoder_channels=(4, 8, 8), n_bins=100)
+
+
+def test_training_masks_are_the_separators_raw_masks_whatever_the_inference_knobs():
+    """The loss sees the model's masks; mask_scale/threshold only change what forward() returns."""
+    from sepnet.dsp.frontend import SpectralFrontEnd
+    from sepnet.models.separator import Separator
+
+    torch.manual_seed(0)
+    separator = Separator(SpectralFrontEnd(n_fft=126, hop_length=32, n_bins=64), CRNN(["vocals"], **SMALL)).eval()
+    mixture = torch.randn(2, 2, 640)
+    with torch.no_grad():
+        plain_masks, spec = separator.raw_masks(mixture)
+        plain = separator(mixture)
+        assert torch.allclose(plain, separator.apply_masks(plain_masks, spec, 640))
+        separator.mask_scale, separator.threshold = 3.0, 0.5
+        knob_masks, _ = separator.raw_masks(mixture)
+        assert torch.equal(knob_masks, plain_masks)
+        assert not torch.allclose(separator(mixture), plain)

@@ -60,6 +60,21 @@ class Separator(nn.Module):
             masks = masks.masked_fill(masks < self.threshold, 0.0)
         return masks
 
+    def raw_masks(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, samples) mixture -> (masks (B, S, C, F, frames), mixture STFT (B, C, F, frames)).
+
+        The model's masks before :meth:`postprocess`: what training and validation
+        score, so the inference knobs never reach the loss.
+        """
+        model_input, mixture_spec = self.front_end(mixture)
+        return self.model(model_input), mixture_spec
+
+    def raw_masks_multitask(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`raw_masks`, plus the rhythm head's beat logits (B, frames); needs ``model.forward_multitask``."""
+        model_input, mixture_spec = self.front_end(mixture)
+        masks, beat_logits = self.model.forward_multitask(model_input)
+        return masks, mixture_spec, beat_logits
+
     def apply_masks(self, masks: torch.Tensor, mixture_spec: torch.Tensor, length: int) -> torch.Tensor:
         """Masks (B, S, C, F, frames) x mixture STFT (B, C, F, frames), mixture phase -> stems (B, S, C, length)."""
         return self.front_end.istft(masks.float() * mixture_spec[:, None], length)
@@ -71,8 +86,8 @@ class Separator(nn.Module):
         shortfall = self.front_end.n_fft // 2 + 1 - length
         if shortfall > 0:
             mixture = torch.nn.functional.pad(mixture, (0, shortfall))
-        model_input, mixture_spec = self.front_end(mixture)
-        masks = self.postprocess(self.model(model_input))
+        masks, mixture_spec = self.raw_masks(mixture)
+        masks = self.postprocess(masks)
         if self.wiener_iters <= 0:
             return self.apply_masks(masks, mixture_spec, mixture.shape[-1])[..., :length]
         # Models that leave stems out get the residual as an extra Wiener source.

@@ -113,8 +113,7 @@ class SeparationModule(L.LightningModule):
 
     def step_masks(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, SpectralTargets]:
         """Forward a batch: (masks (B, S, C, F, frames), mixture STFT, loss targets)."""
-        model_input, mixture_spec = self.separator.front_end(batch["mixture"])
-        masks = self.separator.model(model_input)
+        masks, mixture_spec = self.separator.raw_masks(batch["mixture"])
         return masks, mixture_spec, self.spectral_targets(batch, mixture_spec)
 
     def forward_batch(self, batch: dict) -> dict[str, Any]:
