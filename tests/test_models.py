@@ -73,7 +73,7 @@ def test_crnn_rejects_bins_not_divisible():
 def test_training_masks_are_the_separators_raw_masks_whatever_the_inference_knobs():
     """The loss sees the model's masks; mask_scale/threshold only change what forward() returns."""
     from sepnet.dsp.frontend import SpectralFrontEnd
-    from sepnet.models.separator import Separator
+    from sepnet.models.separator import InferenceSettings, Separator
 
     torch.manual_seed(0)
     separator = Separator(SpectralFrontEnd(n_fft=126, hop_length=32, n_bins=64), CRNN(["vocals"], **SMALL)).eval()
@@ -82,7 +82,7 @@ def test_training_masks_are_the_separators_raw_masks_whatever_the_inference_knob
         plain_masks, spec = separator.raw_masks(mixture)
         plain = separator(mixture)
         assert torch.allclose(plain, separator.apply_masks(plain_masks, spec, 640))
-        separator.mask_scale, separator.threshold = 3.0, 0.5
+        separator.inference = InferenceSettings(mask_scale=3.0, threshold=0.5)
         knob_masks, _ = separator.raw_masks(mixture)
         assert torch.equal(knob_masks, plain_masks)
         assert not torch.allclose(separator(mixture), plain)
