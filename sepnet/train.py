@@ -39,8 +39,9 @@ from sepnet.errors import exit_on_user_error
 from sepnet.evaluation.metrics import chunk_sdr
 from sepnet.training.faults import GracefulStop, NonFiniteGuard, TrainingInterrupted, out_of_memory_error
 from sepnet.training.loggers import ValidationMedia, finish_loggers
-from sepnet.training.module import CHECKPOINT_KEY, SeparationModule
+from sepnet.training.module import CHECKPOINT_KEY, Freeze, SeparationModule
 from sepnet.training.overfitting import OverfittingMonitor
+from sepnet.training.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,14 @@ def build_module(cfg: DictConfig, lineage: dict | None = None) -> SeparationModu
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optim),
         data_stems=list(cfg.data.stems),
-        scheduler=instantiate(sched.scheduler) if sched.scheduler is not None else None,
-        scheduler_monitor=sched.monitor,
-        scheduler_interval=sched.interval,
+        sched=Schedule(
+            scheduler=instantiate(sched.scheduler) if sched.scheduler is not None else None,
+            monitor=sched.monitor,
+            interval=sched.interval,
+        ),
         run_config=OmegaConf.to_container(cfg, resolve=True),
         lineage=lineage,
-        freeze=list(cfg.freeze.modules),
+        freeze=Freeze(modules=list(cfg.freeze.modules)),
     )
 
 
