@@ -3,14 +3,15 @@ import torch
 
 from sepnet.models import CRNN, MultiTaskUNetCRNN, UNetCRNN
 
-SMALL = {"hidden_size": 8, "num_layers": 2, "encoder_channels": (4, 8, 8), "n_bins": 64}
+SMALL = {"hidden_size": 8, "num_layers": 2, "encoder_channels": (4, 8, 8), "n_bins": 64, "audio_channels": 2, "dropout": 0.0}
+HEAD = {"head_size": 4, "head_dropout": 0.4}
 
 
 @pytest.mark.parametrize("model_class", [CRNN, UNetCRNN, MultiTaskUNetCRNN])
 @pytest.mark.parametrize("frames", [1, 7, 63])
 @pytest.mark.parametrize("target_stems", [["vocals"], ["bass", "drums", "other", "vocals"]])
 def test_masks_shape_range_and_gradients(model_class, frames, target_stems):
-    model = model_class(target_stems, **SMALL)
+    model = model_class(target_stems, **SMALL, **(HEAD if model_class is MultiTaskUNetCRNN else {}))
     x = torch.randn(3, 2, 64, frames, requires_grad=True)
     masks = model(x)
     assert masks.shape == (3, len(target_stems), 2, 64, frames)
@@ -50,7 +51,7 @@ def test_unet_skips_carry_encoder_detail_to_the_masks():
 
 
 def test_rhythm_head_is_a_funnel_with_the_logs_layers():
-    model = MultiTaskUNetCRNN(["vocals"], **SMALL, head_size=4)
+    model = MultiTaskUNetCRNN(["vocals"], **SMALL, head_size=4, head_dropout=0.4)
     layers = list(model.rhythm_head.layers)
     kinds = [type(layer).__name__ for layer in layers]
     assert kinds == ["Linear", "LayerNorm", "ReLU", "Dropout", "Linear"]
@@ -59,11 +60,40 @@ def test_rhythm_head_is_a_funnel_with_the_logs_layers():
 
 
 def test_crnn_rejects_wrong_input_shape():
-    model = CRNN(["vocals"], hidden_size=8, num_layers=1, encoder_channels=(4,), n_bins=64)
+    model = CRNN(["vocals"], hidden_size=8, num_layers=1, encoder_channels=(4,), n_bins=64, audio_channels=2, dropout=0.0)
     with pytest.raises(ValueError, match="expected input"):
         model(torch.randn(1, 2, 32, 5))
 
 
 def test_crnn_rejects_bins_not_divisible():
     with pytest.raises(ValueError, match="divisible"):
-        CRNN(["vocals"], encoder_channels=(4, 8, 8), n_bins=100)
+        CRNN(["vocals"], **{**SMALL, "n_bins": 100})
+
+
+def test_training_masks_are_the_separators_raw_masks_whatever_the_inference_knobs():
+    """The loss sees the model's masks; mask_scale/threshold only change what forward() returns."""
+    from sepnet.dsp.frontend import SpectralFrontEnd
+    from sepnet.models.separator import InferenceSettings, Separator
+
+    torch.manual_seed(0)
+    separator = Separator(SpectralFrontEnd(n_fft=126, hop_length=32, n_bins=64), CRNN(["vocals"], **SMALL)).eval()
+    mixture = torch.randn(2, 2, 640)
+    with torch.no_grad():
+        plain_masks, spec = separator.raw_masks(mixture)
+        plain = separator(mixture)
+        assert torch.allclose(plain, separator.apply_masks(plain_masks, spec, 640))
+        separator.inference = InferenceSettings(mask_scale=3.0, threshold=0.5)
+        knob_masks, _ = separator.raw_masks(mixture)
+        assert torch.equal(knob_masks, plain_masks)
+        assert not torch.allclose(separator(mixture), plain)
+
+
+def test_multitask_signature_lists_every_argument_with_its_type():
+    """The registry checks configs and stored checkpoints against the constructor's signature and hints."""
+    import inspect
+    import typing
+
+    parameters = list(inspect.signature(MultiTaskUNetCRNN.__init__).parameters)
+    assert parameters == [*inspect.signature(CRNN.__init__).parameters, "head_size", "head_dropout"]
+    hints = typing.get_type_hints(MultiTaskUNetCRNN.__init__)
+    assert hints["hidden_size"] is int and hints["head_size"] is int and hints["head_dropout"] is float

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from sepnet.models.separator import Separator
+from sepnet.models.separator import InferenceSettings, Separator
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -195,9 +195,9 @@ class OverlapAdd:
 
 
 def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
-    """Apply the inference knobs of a config node to ``separator`` and wrap it in an :class:`OverlapAdd`.
+    """An :class:`OverlapAdd` over ``separator``'s front end and model with the inference knobs of a config node.
 
-    ``knobs`` holds ``mask_scale``, ``mask_clip``, ``threshold``, ``wiener_iters``,
+    ``knobs`` (``conf/inference/default.yaml``, pulled in as both nodes) holds ``mask_scale``, ``mask_clip``, ``threshold``, ``wiener_iters``,
     ``chunk_seconds``, ``overlap``, ``batch_size`` and ``device`` (the ``eval`` node of
     ``conf/evaluate.yaml`` or ``separate`` of ``conf/separate.yaml``); ``prefix`` names
     that node in error messages.
@@ -223,12 +223,15 @@ def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:
         raise SepnetError(f"{prefix}.device={knobs['device']!r} cannot be used ({exc}); use auto or cpu") from None
-    separator.mask_scale = float(knobs["mask_scale"])
-    separator.mask_clip = bool(knobs["mask_clip"])
-    separator.threshold = float(knobs["threshold"])
-    separator.wiener_iters = int(knobs["wiener_iters"])
+    settings = InferenceSettings(
+        mask_scale=float(knobs["mask_scale"]),
+        threshold=float(knobs["threshold"]),
+        mask_clip=bool(knobs["mask_clip"]),
+        wiener_iters=int(knobs["wiener_iters"]),
+    )
+    # A new Separator around the loaded front end and model: the knobs are constructor arguments.
     return OverlapAdd(
-        separator,
+        Separator(separator.front_end, separator.model, settings),
         chunk_seconds=float(knobs["chunk_seconds"]),
         overlap=float(knobs["overlap"]),
         batch_size=int(knobs["batch_size"]),

@@ -1,4 +1,4 @@
-"""The standard CRNN mask estimator from the research log.
+"""The standard CRNN mask estimator.
 
     input  (batch, channels, bins, frames)   normalised log-magnitude
     Conv2D encoder: stride 2 along frequency only, so every frame survives
@@ -12,8 +12,10 @@ unchanged; the bin count must be divisible by ``2 ** len(encoder_channels)``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -83,12 +85,15 @@ class CRNN(nn.Module):
 
     Args:
         target_stems: stems the model estimates masks for, e.g. ``[vocals]`` or all four.
-        hidden_size: BiLSTM hidden units per direction (the log: 256 crnn_long, 512 large).
-        num_layers: BiLSTM layers (the log: 3 crnn_long, 4 large).
+        hidden_size: BiLSTM hidden units per direction.
+        num_layers: BiLSTM layers.
         encoder_channels: channels of each encoder block; the decoder mirrors them.
         n_bins: frequency bins of the input (must divide by 2 ** len(encoder_channels)).
         audio_channels: waveform channels (2: stereo), used as the convolutions' input channels.
         dropout: between LSTM layers.
+
+    No argument has a default: the sizes live in ``conf/model/*.yaml`` (where users
+    look and override them), and every checkpoint stores all of them.
     """
 
     skip_connections = False
@@ -96,14 +101,15 @@ class CRNN(nn.Module):
     def __init__(
         self,
         target_stems: Sequence[str],
-        hidden_size: int = 256,
-        num_layers: int = 3,
-        encoder_channels: Sequence[int] = (16, 32, 64),
-        n_bins: int = 512,
-        audio_channels: int = 2,
-        dropout: float = 0.0,
+        hidden_size: int,
+        num_layers: int,
+        encoder_channels: Sequence[int],
+        n_bins: int,
+        audio_channels: int,
+        dropout: float,
     ):
         super().__init__()
+        self.hidden_size = hidden_size
         self.target_stems = list(target_stems)
         if not self.target_stems:
             raise ValueError("target_stems is empty: name at least one stem")
@@ -161,3 +167,26 @@ class CRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""
         return self.forward_features(x)[0]
+
+
+def extend_signature(parent_init: Callable[..., None]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a subclass ``__init__(self, *args, extra..., **kwargs)`` the parent's arguments plus its own extras.
+
+    The registry checks stored and configured arguments against
+    ``inspect.signature`` and the type hints of a model's constructor, so a
+    subclass that forwards ``*args, **kwargs`` must still list (and annotate)
+    every argument; this writes the merged signature and annotations once
+    instead of restating the parent's list.
+    """
+
+    def decorate(init: Callable[..., None]) -> Callable[..., None]:
+        parent = inspect.signature(parent_init)
+        own = inspect.signature(init)
+        extras = [p.replace(kind=p.KEYWORD_ONLY) for p in own.parameters.values() if p.kind is p.KEYWORD_ONLY]
+        init.__signature__ = parent.replace(parameters=[*parent.parameters.values(), *extras])
+        hints = typing.get_type_hints(parent_init)
+        hints.update({name: hint for name, hint in typing.get_type_hints(init).items() if name != "return"})
+        init.__annotations__ = hints
+        return init
+
+    return decorate

@@ -1,11 +1,14 @@
 """Waveform-to-waveform separation: front end -> mask model -> post-processing -> iSTFT.
 
 The same :class:`Separator` runs in training, validation, ``evaluate`` and
-``separate``; inference knobs (mask_scale, threshold, clip, Wiener iterations)
-are attributes here, identity by default, so training never sees them.
+``separate``; the inference knobs (:class:`InferenceSettings`: mask_scale,
+threshold, clip, Wiener iterations) are identity by default, so training never
+sees them, and ``evaluate``/``separate`` pass the ``conf/inference`` values in.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,12 +18,11 @@ from sepnet.dsp.frontend import SpectralFrontEnd
 from sepnet.dsp.wiener import wiener
 
 
-class Separator(nn.Module):
-    """Separates mixtures into the model's target stems.
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How masks are post-processed before use (``conf/inference/default.yaml``).
 
     Args:
-        front_end: STFT settings and normalisation statistics.
-        model: maps (batch, channels, bins, frames) input to masks (batch, stems, channels, bins, frames).
         mask_scale: masks are multiplied by this before use (1.0: unchanged).
         threshold: mask values below this are set to 0 (0.0: unchanged).
         mask_clip: clip scaled masks to [0, 1] (True by default, so a scale > 1
@@ -29,22 +31,26 @@ class Separator(nn.Module):
             see :mod:`sepnet.dsp.wiener`.
     """
 
-    def __init__(
-        self,
-        front_end: SpectralFrontEnd,
-        model: nn.Module,
-        mask_scale: float = 1.0,
-        threshold: float = 0.0,
-        mask_clip: bool = True,
-        wiener_iters: int = 0,
-    ):
+    mask_scale: float = 1.0
+    threshold: float = 0.0
+    mask_clip: bool = True
+    wiener_iters: int = 0
+
+
+class Separator(nn.Module):
+    """Separates mixtures into the model's target stems.
+
+    Args:
+        front_end: STFT settings and normalisation statistics.
+        model: maps (batch, channels, bins, frames) input to masks (batch, stems, channels, bins, frames).
+        inference: mask post-processing; the default changes nothing (training, validation).
+    """
+
+    def __init__(self, front_end: SpectralFrontEnd, model: nn.Module, inference: InferenceSettings | None = None):
         super().__init__()
         self.front_end = front_end
         self.model = model
-        self.mask_scale = mask_scale
-        self.threshold = threshold
-        self.mask_clip = mask_clip
-        self.wiener_iters = wiener_iters
+        self.inference = inference or InferenceSettings()
 
     @property
     def target_stems(self) -> list[str]:
@@ -52,13 +58,29 @@ class Separator(nn.Module):
 
     def postprocess(self, masks: torch.Tensor) -> torch.Tensor:
         """Apply mask_scale, clip and threshold to (batch, stems, channels, bins, frames) masks."""
-        if self.mask_scale != 1.0:
-            masks = masks * self.mask_scale
-            if self.mask_clip:
+        settings = self.inference
+        if settings.mask_scale != 1.0:
+            masks = masks * settings.mask_scale
+            if settings.mask_clip:
                 masks = masks.clamp(0.0, 1.0)
-        if self.threshold > 0.0:
-            masks = masks.masked_fill(masks < self.threshold, 0.0)
+        if settings.threshold > 0.0:
+            masks = masks.masked_fill(masks < settings.threshold, 0.0)
         return masks
+
+    def raw_masks(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, samples) mixture -> (masks (B, S, C, F, frames), mixture STFT (B, C, F, frames)).
+
+        The model's masks before :meth:`postprocess`: what training and validation
+        score, so the inference knobs never reach the loss.
+        """
+        model_input, mixture_spec = self.front_end(mixture)
+        return self.model(model_input), mixture_spec
+
+    def raw_masks_multitask(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`raw_masks`, plus the rhythm head's beat logits (B, frames); needs ``model.forward_multitask``."""
+        model_input, mixture_spec = self.front_end(mixture)
+        masks, beat_logits = self.model.forward_multitask(model_input)
+        return masks, mixture_spec, beat_logits
 
     def apply_masks(self, masks: torch.Tensor, mixture_spec: torch.Tensor, length: int) -> torch.Tensor:
         """Masks (B, S, C, F, frames) x mixture STFT (B, C, F, frames), mixture phase -> stems (B, S, C, length)."""
@@ -71,11 +93,12 @@ class Separator(nn.Module):
         shortfall = self.front_end.n_fft // 2 + 1 - length
         if shortfall > 0:
             mixture = torch.nn.functional.pad(mixture, (0, shortfall))
-        model_input, mixture_spec = self.front_end(mixture)
-        masks = self.postprocess(self.model(model_input))
-        if self.wiener_iters <= 0:
+        masks, mixture_spec = self.raw_masks(mixture)
+        masks = self.postprocess(masks)
+        iterations = self.inference.wiener_iters
+        if iterations <= 0:
             return self.apply_masks(masks, mixture_spec, mixture.shape[-1])[..., :length]
         # Models that leave stems out get the residual as an extra Wiener source.
         residual = not set(STEMS) <= set(self.target_stems)
-        spec = wiener(masks.float() * mixture_spec[:, None], mixture_spec, self.wiener_iters, residual=residual)
+        spec = wiener(masks.float() * mixture_spec[:, None], mixture_spec, iterations, residual=residual)
         return self.front_end.istft(spec, mixture.shape[-1])[..., :length]

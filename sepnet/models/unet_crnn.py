@@ -1,4 +1,4 @@
-"""The U-Net CRNN of the research log's section 4, and its multi-task variant with a rhythm head.
+"""The U-Net CRNN, and its multi-task variant with a rhythm head.
 
     input (batch, channels, bins, frames)
     encoder blocks (stride 2 along frequency) ──────── skip at every scale ────────┐
@@ -11,20 +11,18 @@ The multi-task variant adds a rhythm head on the BiLSTM's output sequence:
     -> Linear(2*hidden -> head_size) -> LayerNorm -> ReLU -> Dropout(0.4) -> Linear(head_size -> 1)
     -> beat logits (batch, frames)
 
-a funnel from the LSTM's width to one beat activation per frame (the log's
-"hidden 512 squeezed straight to 0/1 lost too much" is why it narrows in two steps).
+a funnel from the LSTM's width to one beat activation per frame, narrowing in
+two steps because squeezing 2*hidden straight to one unit loses too much.
 
 Time is never strided, so odd frame counts and any batch size pass through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from sepnet.models.crnn import CRNN
+from sepnet.models.crnn import CRNN, extend_signature
 from sepnet.models.registry import register_model
 
 
@@ -32,25 +30,13 @@ from sepnet.models.registry import register_model
 class UNetCRNN(CRNN):
     """The standard CRNN with the encoder's output at every scale concatenated into the decoder.
 
-    Same arguments as :class:`CRNN`; the defaults are the log's final size
-    (hidden 512, 4 layers). With the same sizes its encoder and BiLSTM have the
+    Same arguments as :class:`CRNN` (``conf/model/unet_crnn.yaml`` sets the sizes:
+    hidden 512, 4 layers). With the same sizes its encoder and BiLSTM have the
     same parameter names and shapes as a CRNN's, so a CRNN checkpoint's encoder
     and LSTM load into it with ``init.strict=false``.
     """
 
     skip_connections = True
-
-    def __init__(
-        self,
-        target_stems: Sequence[str],
-        hidden_size: int = 512,
-        num_layers: int = 4,
-        encoder_channels: Sequence[int] = (16, 32, 64),
-        n_bins: int = 512,
-        audio_channels: int = 2,
-        dropout: float = 0.0,
-    ):
-        super().__init__(target_stems, hidden_size, num_layers, encoder_channels, n_bins, audio_channels, dropout)
 
 
 class RhythmHead(nn.Module):
@@ -59,7 +45,7 @@ class RhythmHead(nn.Module):
     Linear -> LayerNorm -> ReLU -> Dropout -> Linear.
     """
 
-    def __init__(self, in_features: int, head_size: int = 128, dropout: float = 0.4):
+    def __init__(self, in_features: int, head_size: int, dropout: float):
         super().__init__()
         self.layers = nn.Sequential(
             nn.Linear(in_features, head_size),
@@ -82,24 +68,14 @@ class MultiTaskUNetCRNN(UNetCRNN):
 
     Args:
         head_size: width of the rhythm head's hidden layer (the funnel's middle).
-        head_dropout: dropout in the rhythm head (the log's 0.4).
-        (others as :class:`UNetCRNN`)
+        head_dropout: dropout in the rhythm head.
+        (others as :class:`UNetCRNN`; ``inspect.signature`` lists them all)
     """
 
-    def __init__(
-        self,
-        target_stems: Sequence[str],
-        hidden_size: int = 512,
-        num_layers: int = 4,
-        encoder_channels: Sequence[int] = (16, 32, 64),
-        n_bins: int = 512,
-        audio_channels: int = 2,
-        dropout: float = 0.0,
-        head_size: int = 128,
-        head_dropout: float = 0.4,
-    ):
-        super().__init__(target_stems, hidden_size, num_layers, encoder_channels, n_bins, audio_channels, dropout)
-        self.rhythm_head = RhythmHead(2 * hidden_size, head_size, head_dropout)
+    @extend_signature(UNetCRNN.__init__)
+    def __init__(self, *args, head_size: int, head_dropout: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rhythm_head = RhythmHead(2 * self.hidden_size, head_size, head_dropout)
 
     def forward_multitask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, F, T) -> (masks (B, stems, C, F, T), beat logits (B, T))."""

@@ -96,12 +96,11 @@ def without_autocast(forward: Callable[..., torch.Tensor]) -> Callable[..., torc
 
 
 class MaskBCELoss(nn.Module):
-    """Binary cross-entropy between predicted masks and ideal ratio masks (the log's loss).
+    """Binary cross-entropy between predicted masks and ideal ratio masks.
 
     Args:
         weighting: ``power`` (default) weighs each bin by the mixture's squared magnitude,
-            ``magnitude`` by its magnitude; ``none`` is the plain mean over bins, as the
-            research log trained.
+            ``magnitude`` by its magnitude; ``none`` is the plain mean over bins.
     """
 
     def __init__(self, weighting: str = "power"):

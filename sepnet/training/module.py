@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -22,8 +23,16 @@ from sepnet.errors import SepnetError
 from sepnet.evaluation.metrics import chunk_sdr
 from sepnet.models.separator import Separator
 from sepnet.training.losses import SpectralTargets
+from sepnet.training.schedules import Schedule
 
-__all__ = ["CHECKPOINT_KEY", "SeparationModule"]
+__all__ = ["CHECKPOINT_KEY", "Freeze", "SeparationModule"]
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """A ``conf/freeze/`` node: ``modules``, the model's submodules that do not train (``freeze=encoder``)."""
+
+    modules: Sequence[str] = ()
 
 
 class SeparationModule(L.LightningModule):
@@ -33,13 +42,12 @@ class SeparationModule(L.LightningModule):
         separator: front end + mask model (the object that is saved and reloaded).
         loss: ``loss(masks, SpectralTargets) -> scalar``.
         optimizer: ``optimizer(params) -> torch.optim.Optimizer`` (a Hydra ``_partial_``).
-        scheduler: ``scheduler(optimizer)`` or None; ``scheduler_monitor``/``scheduler_interval``
-            are passed to Lightning with it.
+        sched: the ``sched`` node (scheduler factory, monitor, interval); None: a constant rate.
         data_stems: the stems of a batch's ``stems`` tensor, in order.
         run_config: the resolved run config, stored in every checkpoint.
         lineage: parents of this run (checkpoint paths, merge weights), stored too.
-        freeze: submodules of the model to freeze, by name (``encoder``, ``bottleneck.lstm``):
-            their parameters get no gradient, stay out of the optimiser, and the
+        freeze: the ``freeze`` node; ``freeze.modules`` names submodules of the model to freeze
+            (``encoder``, ``bottleneck.lstm``): their parameters get no gradient, stay out of the optimiser, and the
             submodules stay in eval mode (BatchNorm statistics and dropout frozen too).
     """
 
@@ -49,20 +57,16 @@ class SeparationModule(L.LightningModule):
         loss: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         data_stems: Sequence[str],
-        scheduler: Callable[..., Any] | None = None,
-        scheduler_monitor: str = "val/sdr",
-        scheduler_interval: str = "epoch",
+        sched: Schedule | None = None,
         run_config: dict | None = None,
         lineage: dict | None = None,
-        freeze: Sequence[str] = (),
+        freeze: Freeze | None = None,
     ):
         super().__init__()
         self.separator = separator
         self.loss = loss
         self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_monitor = scheduler_monitor
-        self.scheduler_interval = scheduler_interval
+        self.sched = sched or Schedule()
         self.data_stems = list(data_stems)
         unknown = [s for s in separator.target_stems if s not in self.data_stems]
         if unknown:
@@ -73,7 +77,7 @@ class SeparationModule(L.LightningModule):
         self.target_index = [self.data_stems.index(s) for s in separator.target_stems]
         self.run_config = run_config or {}
         self.lineage = lineage or {"parents": []}
-        self.frozen = [self._frozen_submodule(name) for name in freeze]
+        self.frozen = [self._frozen_submodule(name) for name in (freeze or Freeze()).modules]
         for submodule in self.frozen:
             submodule.requires_grad_(False)
             submodule.eval()
@@ -113,8 +117,7 @@ class SeparationModule(L.LightningModule):
 
     def step_masks(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, SpectralTargets]:
         """Forward a batch: (masks (B, S, C, F, frames), mixture STFT, loss targets)."""
-        model_input, mixture_spec = self.separator.front_end(batch["mixture"])
-        masks = self.separator.model(model_input)
+        masks, mixture_spec = self.separator.raw_masks(batch["mixture"])
         return masks, mixture_spec, self.spectral_targets(batch, mixture_spec)
 
     def forward_batch(self, batch: dict) -> dict[str, Any]:
@@ -152,16 +155,16 @@ class SeparationModule(L.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
+        if self.sched.scheduler is None:
             return optimizer
         # A schedule over the whole run (e.g. warm-up + cosine) is told how long the run is.
         extra = {}
-        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+        if "total_steps" in inspect.signature(self.sched.scheduler).parameters:
             extra["total_steps"] = self.total_steps()
         scheduler = {
-            "scheduler": self.scheduler_factory(optimizer, **extra),
-            "monitor": self.scheduler_monitor,
-            "interval": self.scheduler_interval,
+            "scheduler": self.sched.scheduler(optimizer, **extra),
+            "monitor": self.sched.monitor,
+            "interval": self.sched.interval,
         }
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 

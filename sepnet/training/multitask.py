@@ -61,8 +61,7 @@ class MultiTaskSeparationModule(SeparationModule):
         if "beats" not in batch:
             raise SepnetError("the multi-task model needs beats in every batch; set data.beats=true")
         front_end = self.separator.front_end
-        model_input, mixture_spec = front_end(batch["mixture"])
-        masks, beat_logits = self.separator.model.forward_multitask(model_input)
+        masks, mixture_spec, beat_logits = self.separator.raw_masks_multitask(batch["mixture"])
         target = beat_activation_target(batch["beats"], front_end.hop_length, beat_logits.shape[-1])
         return {
             "masks": masks,

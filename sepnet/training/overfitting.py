@@ -1,4 +1,4 @@
-"""Overfitting, flagged instead of spotted by eye on a loss plot (the log's ultimate_4db run).
+"""Overfitting, flagged instead of spotted by eye on a loss plot.
 
 A run diverges at a validation when its validation metric is worse than at its
 best validation so far (val/loss above its minimum, or val/sdr below its
@@ -9,7 +9,7 @@ validation: the model keeps fitting the training data and generalises worse.
 :func:`find_divergence` reads a finished run's curves (``sepnet.compare``);
 :class:`OverfittingMonitor` runs the same check during training, logs the
 epoch-mean training loss as ``train/loss_epoch`` (the curve compare draws) and
-warns in the log the first time the run diverges.
+logs a warning the first time the run diverges.
 """
 
 from __future__ import annotations

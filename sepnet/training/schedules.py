@@ -7,9 +7,27 @@ optimiser steps by the module (``trainer.estimated_stepping_batches``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A ``conf/sched/`` node as the module takes it: the same three keys users override (``sched.monitor=...``).
+
+    Args:
+        scheduler: ``scheduler(optimizer[, total_steps=...])`` (a Hydra ``_partial_``), or None: a constant rate.
+        monitor: the metric Lightning hands a plateau scheduler.
+        interval: ``epoch`` or ``step``: how often Lightning steps the scheduler.
+    """
+
+    scheduler: Callable[..., Any] | None = None
+    monitor: str = "val/sdr"
+    interval: str = "epoch"
 
 
 class WarmupCosineLR(LambdaLR):

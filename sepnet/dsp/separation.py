@@ -1,0 +1,396 @@
+"""The separation job behind ``python -m sepnet.separate``: audio files in, stem files out.
+
+Finds the input files and the output layout (musdb's estimates tree for a
+folder), streams each file block by block through soxr resampling and the
+chunked :class:`~sepnet.dsp.overlap_add.OverlapAdd` runner, writes the stems
+under their final names only when complete, and applies ``separate.gain``
+(a number or an ``evaluate`` run's learned per-stem gains). It lives next to the
+overlap-add runner it drives; :mod:`sepnet.separate` is the command-line entry
+point and documents the user-facing behaviour.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import queue
+import re
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+from omegaconf import DictConfig, OmegaConf
+
+from sepnet.app.run_dir import ensure_writable
+from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
+from sepnet.checkpoints import checkpoint
+from sepnet.data.sources import AUDIO_SUFFIXES
+from sepnet.dsp.overlap_add import OverlapAdd, build_runner
+from sepnet.errors import SepnetError
+
+log = logging.getLogger(__name__)
+
+
+ACCOMPANIMENT = "accompaniment"
+_BLOCK_SECONDS = 5.0  # read granularity; memory is dominated by the chunks, not this
+
+
+# -- names and layout ---------------------------------------------------------------
+
+
+def safe_name(name: str) -> str:
+    """A track name that is one harmless path component.
+
+    Separators, control and shell-hostile characters become ``_``; leading dots and
+    spaces go (no hidden files, no ``..``); empty results become ``track``.
+    """
+    name = unicodedata.normalize("NFC", name)
+    name = re.sub(r"[\x00-\x1f\x7f/\\:*?\"<>|]", "_", name)
+    name = name.strip().lstrip(".").strip()
+    return name[:200] or "track"
+
+
+def _inside(folder: Path, path: Path) -> Path:
+    """``path`` if it resolves inside ``folder``, else a :class:`SepnetError` (never write outside ``out``)."""
+    root, target = folder.resolve(), path.resolve()
+    if root != target and root not in target.parents:
+        raise SepnetError(f"output path '{path}' would be outside out='{folder}'; rename the input track")
+    return path
+
+
+def track_name(path: Path) -> str:
+    """The track name of an input file: its name without the suffix (and without MUSDB18's ``.stem``)."""
+    name = path.name
+    return name[: -len(".stem.mp4")] if name.lower().endswith(".stem.mp4") else path.stem
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the folder (relative to ``out``) its stems go to."""
+
+    audio: Path
+    folder: Path
+
+
+def _audio_in(folder: Path, stem: str) -> Path | None:
+    return next((folder / f"{stem}{s}" for s in AUDIO_SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
+
+
+def _subset(split: str) -> str:
+    """musdb's subset for a split name: validation tracks live in musdb's ``train``."""
+    return "train" if split in ("train", "valid") else "test"
+
+
+def find_jobs(input_path: Path) -> list[Job]:
+    """What to separate and where each result goes (see the module docstring)."""
+    if not input_path.exists():
+        raise SepnetError(f"input '{input_path}' does not exist; pass input=<audio file or folder>")
+    if input_path.is_file():
+        return [Job(input_path, Path(safe_name(track_name(input_path))))]
+    jobs: list[Job] = []
+    splits = [d for d in sorted(input_path.iterdir()) if d.is_dir() and d.name in ("train", "valid", "test")]
+    track_dirs = [(d, _subset(s.name)) for s in splits for d in sorted(s.iterdir()) if d.is_dir()]
+    own = _subset(input_path.name) if input_path.name in ("train", "valid") else "test"
+    track_dirs += [(d, own) for d in sorted(input_path.iterdir()) if d.is_dir() and d not in splits]
+    for folder, subset in track_dirs:
+        mixture = _audio_in(folder, "mixture")
+        if mixture is not None:
+            jobs.append(Job(mixture, Path(subset, safe_name(folder.name))))
+    for f in sorted(input_path.iterdir()):
+        if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES:
+            jobs.append(Job(f, Path(own, safe_name(track_name(f)))))
+    if not jobs:
+        raise SepnetError(
+            f"input folder '{input_path}' holds no audio files and no track folders with a mixture file; "
+            f"pass a file or a folder of them"
+        )
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.folder in seen:
+            raise SepnetError(
+                f"'{seen[job.folder]}' and '{job.audio}' would both be written to '{job.folder}'; rename one of them"
+            )
+        seen[job.folder] = job.audio
+    return jobs
+
+
+# -- streaming separation of one file ---------------------------------------------------
+
+
+def _resampler(from_rate: int, to_rate: int, channels: int):
+    """A function ``(frames, channels) block, last -> resampled block``; identity when rates agree."""
+    if from_rate == to_rate:
+        return lambda block, last=False: block
+    stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
+    return lambda block, last=False: stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
+
+
+def _read_ahead(blocks, depth: int = 2):
+    """Iterate ``blocks`` (a generator) in a background thread, ``depth`` items ahead.
+
+    Decoding and resampling (soundfile, soxr and numpy release the GIL) then overlap
+    the model's forward pass instead of waiting for it; an exception in the
+    generator is re-raised here, and leaving the loop early stops the thread.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in blocks:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            items.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="sepnet-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        if hasattr(blocks, "close"):  # release the file it reads when we stopped early
+            blocks.close()
+
+
+def separate_file(
+    runner: OverlapAdd, job: Job, out: Path, gain: float | np.ndarray, accompaniment: bool, suffix: str = ".wav"
+) -> list[Path]:
+    """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written.
+
+    ``gain`` is one number or one per stem of ``runner.stems``. The stems are as long as
+    the decoded input (for FFmpeg-decoded files that can differ from the header's
+    nominal length by a codec frame), mono for mono and stereo for anything else.
+    """
+    info = audio_info(job.audio)
+    stereo_downmix(info)  # an unknown layout fails here, before any output file is created
+    rate, channels = info.sample_rate, info.channels_read
+    stems = runner.stems
+    gains = np.broadcast_to(np.asarray(gain, dtype=np.float32), (len(stems),))[:, None, None]
+    names = [*stems, *([ACCOMPANIMENT] if accompaniment else [])]
+    folder = _inside(out, out / job.folder)
+    paths = [_inside(out, folder / f"{n}{suffix}") for n in names]
+    to_model = _resampler(rate, runner.sample_rate, 2)
+    to_input = _resampler(runner.sample_rate, rate, 2 * len(stems))
+    pending_mix: collections.deque[np.ndarray] = collections.deque()  # input blocks not yet matched by output
+    frames: int | None = None  # decoded input length, known once the reader is done
+
+    def model_blocks():
+        nonlocal frames
+        decoded = 0
+        for block in iter_audio_blocks(job.audio, max(1, round(_BLOCK_SECONDS * rate))):
+            decoded += block.shape[1]
+            if accompaniment:
+                pending_mix.append(block)
+            stereo = block if block.shape[0] == 2 else np.repeat(block, 2, axis=0)
+            yield to_model(stereo.T).T
+        frames = decoded  # before the flush below: every output after it is cut to this length
+        yield to_model(np.zeros((0, 2), np.float32), last=True).T
+
+    def take_mixture(n: int) -> np.ndarray:
+        parts, need = [], n
+        while need and pending_mix:
+            head = pending_mix[0]
+            parts.append(head[:, :need])
+            if head.shape[1] <= need:
+                pending_mix.popleft()
+            else:
+                pending_mix[0] = head[:, need:]
+            need -= parts[-1].shape[1]
+        parts.append(np.zeros((channels, need), np.float32))
+        return np.concatenate(parts, axis=1)
+
+    written = 0
+    writers = [AudioWriter(p, rate, channels) for p in paths]
+    entered = []
+    try:
+        for w in writers:
+            entered.append(w.__enter__())
+
+        def write(block: np.ndarray) -> None:
+            """(frames, stems*2) at the input rate -> every writer, cut at the input's length.
+
+            Output lags input (resampler delay, overlap-add), so nothing passes the input's
+            length before that length is known.
+            """
+            nonlocal written
+            if frames is not None:
+                block = block[: max(0, frames - written)]
+            if not len(block):
+                return
+            estimates = block.T.reshape(len(stems), 2, -1)
+            if channels == 1:
+                estimates = estimates.mean(axis=1, keepdims=True)
+            for w, est in zip(writers, estimates):
+                w.write(est)
+            if accompaniment:
+                writers[-1].write(take_mixture(estimates.shape[-1]) - estimates[0])
+            written += estimates.shape[-1]
+
+        for estimates in runner.stream(_read_ahead(model_blocks())):
+            estimates = estimates * gains
+            write(to_input(estimates.reshape(-1, estimates.shape[-1]).T))
+        write(to_input(np.zeros((0, 2 * len(stems)), np.float32), last=True))
+        if written < frames:  # resampling round trips can come out a sample or two short
+            write(np.zeros((frames - written, 2 * len(stems)), np.float32))
+    except BaseException as exc:
+        for w in reversed(entered):
+            w.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    for w in reversed(entered):
+        w.__exit__(None, None, None)
+    return paths
+
+
+# -- the output gain ------------------------------------------------------------------------
+
+# Inference knobs that change what the model outputs, hence the gain that fits it.
+_GAIN_KNOBS = ("mask_scale", "mask_clip", "threshold", "wiener_iters")
+
+
+def _same_checkpoint(results: dict, loaded: checkpoint.LoadedCheckpoint) -> bool:
+    """Whether ``results`` (an evaluate run's) scored ``loaded``: the same file, or a copy of it."""
+    scored = results.get("checkpoint")
+    if scored and Path(scored).expanduser().resolve() == loaded.path.resolve():
+        return True
+    # A moved or copied checkpoint: its resolved config (which names its own run dir) and lineage agree.
+    mine = {"config": loaded.config, "lineage": loaded.lineage}  # plain data (json.dumps reads dicts)
+    theirs = {"config": results.get("checkpoint_config"), "lineage": results.get("lineage")}
+    return json.dumps(mine, sort_keys=True, default=str) == json.dumps(theirs, sort_keys=True, default=str)
+
+
+def learned_gains(path: Path, loaded: checkpoint.LoadedCheckpoint, stems: list[str], knobs) -> tuple[np.ndarray, str]:
+    """Per-stem gains ``(stems,)`` from an ``evaluate`` run's ``results.json``, and where they came from.
+
+    A run with ``eval.gain=auto`` applied the median optimal gain g* learned on the
+    valid split; that is taken. Any other run reports the median g* of the split it
+    scored (``per_stem.<stem>.gain_median``), taken instead. A stem without a usable
+    g* (silent everywhere) keeps gain 1, as in ``eval.gain=auto``.
+
+    Raises :class:`SepnetError` for a missing or unreadable file, or one from another
+    checkpoint or other stems. Inference knobs that differ from the ones the gains
+    were learned with are a warning: the gains then fit only approximately.
+    """
+    fix = f"pass the results.json of `python -m sepnet.evaluate ckpt={loaded.path}`, or set separate.gain=<number>"
+    if not path.is_file():
+        raise SepnetError(f"separate.gain_from '{path}' does not exist; {fix}")
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SepnetError(f"separate.gain_from '{path}' is not readable JSON ({exc}); {fix}") from exc
+    if not isinstance(results, dict) or not isinstance(results.get("gain"), dict):
+        raise SepnetError(f"separate.gain_from '{path}' is not an evaluate run's results.json (it has no 'gain'); {fix}")
+    if not _same_checkpoint(results, loaded):
+        raise SepnetError(
+            f"separate.gain_from '{path}' holds the gains of checkpoint '{results.get('checkpoint')}', not of "
+            f"'{loaded.path}'; gains fit only the model they were learned for: {fix}"
+        )
+    if sorted(results["gain"]) != sorted(stems):
+        raise SepnetError(
+            f"separate.gain_from '{path}' has gains for {', '.join(results['gain']) or 'no stems'} but the checkpoint "
+            f"separates {', '.join(stems)}; {fix}"
+        )
+    source = str(results.get("gain_source", ""))
+    if source.startswith("auto"):
+        picked, where = results["gain"], f"evaluate's eval.gain={source}"
+    else:
+        per_stem = results.get("per_stem") or {}
+        picked = {s: (per_stem.get(s) or {}).get("gain_median") for s in stems}
+        where = f"median g* of the {results.get('tracks', '?')} {results.get('split', '?')} tracks evaluate scored"
+    gains = []
+    for stem in stems:
+        value = picked.get(stem)
+        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        gains.append(float(value) if usable else 1.0)
+    learned_knobs = results.get("knobs") or {}
+    differ = [f"{k}={learned_knobs[k]} there, {knobs[k]} here" for k in _GAIN_KNOBS if k in learned_knobs and learned_knobs[k] != knobs[k]]
+    if differ:
+        log.warning("the gains in '%s' were learned with other inference knobs (%s); they fit only approximately",
+                    path, "; ".join(differ))
+    return np.array(gains, dtype=np.float32), where
+
+
+def check_gain(knobs) -> float | None:
+    """``separate.gain`` as a number, or None for ``auto``; a :class:`SepnetError` for a bad setting."""
+    gain, gain_from = knobs.gain, knobs.get("gain_from")
+    if gain == "auto":
+        if gain_from in (None, ""):
+            raise SepnetError(
+                "separate.gain=auto reads the gains an evaluate run learned: pass "
+                "separate.gain_from=<its results.json>, or set separate.gain=<number>"
+            )
+        return None
+    if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not (math.isfinite(gain) and gain > 0):
+        raise SepnetError(
+            f"separate.gain={gain!r} is not valid; set it to a number > 0, or to auto with "
+            f"separate.gain_from=<results.json of an evaluate run>"
+        )
+    if gain_from not in (None, ""):
+        raise SepnetError(
+            f"separate.gain_from is set but separate.gain={gain!r}; set separate.gain=auto to use its gains, "
+            "or drop separate.gain_from"
+        )
+    return float(gain)
+
+
+def resolve_gain(knobs, loaded: checkpoint.LoadedCheckpoint, stems: list[str]) -> np.ndarray:
+    """``(stems,)`` output gains from ``separate.gain`` (a number, or ``auto`` with ``separate.gain_from``)."""
+    gain = check_gain(knobs)
+    if gain is not None:
+        return np.full(len(stems), gain, dtype=np.float32)
+    gains, where = learned_gains(Path(str(knobs.gain_from)).expanduser(), loaded, stems, knobs)
+    print(f"gain=auto from '{knobs.gain_from}' ({where}): " + ", ".join(f"{s} x{g:.3f}" for s, g in zip(stems, gains)),
+          flush=True)
+    return gains
+
+
+# -- the job ------------------------------------------------------------------------------
+
+
+def run_separation(cfg: DictConfig) -> list[Path]:
+    """Separate ``cfg.input`` with ``cfg.ckpt`` into ``cfg.out``; returns every file written."""
+    for key in ("ckpt", "input"):
+        if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+            raise SepnetError(f"no {key} given; pass {key}=<path>")
+    knobs = cfg.separate
+    check_gain(knobs)  # a bad setting fails before the slow work
+    jobs = find_jobs(Path(cfg.input).expanduser())
+    loaded = checkpoint.load(cfg.ckpt)
+    runner = build_runner(loaded.separator, knobs, "separate")
+    gains = resolve_gain(knobs, loaded, list(runner.stems))
+    accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
+    out = ensure_writable(Path(cfg.out).expanduser(), key="out")  # before any audio is separated
+    written = []
+    for i, job in enumerate(jobs):
+        start = time.perf_counter()
+        paths = separate_file(runner, job, out, gains, accompaniment)
+        seconds = audio_info(job.audio).duration
+        elapsed = time.perf_counter() - start
+        print(
+            f"[{i + 1}/{len(jobs)}] {job.audio} -> {out / job.folder}/ ({', '.join(p.stem for p in paths)}; "
+            f"{seconds:.1f} s of audio in {elapsed:.1f} s, {seconds / max(elapsed, 1e-9):.1f}x real time)",
+            flush=True,
+        )
+        written += paths
+    return written

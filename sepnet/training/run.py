@@ -1,0 +1,204 @@
+"""The training job behind ``python -m sepnet.train``: the module, loggers and Trainer a run config
+describes, the fit itself (resume, graceful stop, out-of-memory message) and the run's summary.
+
+A library module so that tests, benchmarks and sweeps run training in-process;
+``sepnet.train`` is the command-line entry point around :func:`run_training`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+from sepnet.app.run_dir import ensure_writable
+from sepnet.atomic import write_text
+from sepnet.checkpoints.atomic import AtomicCheckpointIO
+from sepnet.checkpoints.checkpoint import build_separator, read_checkpoint
+from sepnet.checkpoints.parents import init_lineage
+from sepnet.checkpoints.resume import resume_point
+from sepnet.evaluation.metrics import chunk_sdr
+from sepnet.training.faults import GracefulStop, NonFiniteGuard, out_of_memory_error
+from sepnet.training.loggers import ValidationMedia, finish_loggers
+from sepnet.training.module import CHECKPOINT_KEY, Freeze, SeparationModule
+from sepnet.training.overfitting import OverfittingMonitor
+from sepnet.training.resuming import StepSeed, keep_previous_metrics
+from sepnet.training.schedules import Schedule
+
+__all__ = ["build_loggers", "build_module", "build_trainer", "run_training"]
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig, lineage: dict | None = None) -> SeparationModule:
+    """The LightningModule for a composed run config: the ``module`` group's class (chosen by the model),
+    fresh weights or its parent's (``init.from_run`` / ``init.pretrained``), ``freeze.modules`` frozen.
+
+    ``lineage`` given (a resumed run's, from its checkpoint): the parent is not loaded, the weights come
+    from that checkpoint."""
+    sched = cfg.sched
+    separator = build_separator(cfg)
+    if lineage is None:
+        lineage = init_lineage(separator, cfg)
+    module_class = instantiate(cfg.module)
+    return module_class(
+        separator=separator,
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optim),
+        data_stems=list(cfg.data.stems),
+        sched=Schedule(
+            scheduler=instantiate(sched.scheduler) if sched.scheduler is not None else None,
+            monitor=sched.monitor,
+            interval=sched.interval,
+        ),
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        lineage=lineage,
+        freeze=Freeze(modules=list(cfg.freeze.modules)),
+    )
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+
+
+@torch.no_grad()
+def uniform_mask_sdr(datamodule, target_stems: list[str]) -> dict[str, float]:
+    """Validation SDR of the trivial estimate mixture / number of stems, per target stem."""
+    index = [datamodule.stems.index(s) for s in target_stems]
+    scores = []
+    for batch in datamodule.val_dataloader(sharded=False):
+        estimate = batch["mixture"][:, None] / len(datamodule.stems)
+        scores.append(chunk_sdr(batch["stems"][:, index], estimate.expand(-1, len(index), -1, -1)))
+    per_stem = torch.cat(scores).mean(0)
+    return {stem: float(v) for stem, v in zip(target_stems, per_stem)}
+
+
+def summarise(output_dir: Path, checkpoint: ModelCheckpoint, baseline: dict[str, float]) -> dict:
+    """Write ``summary.json`` and print the results lines; returns the summary."""
+    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    metrics, epoch = {}, None
+    if best_path is not None and best_path.is_file():
+        info = read_checkpoint(best_path)[CHECKPOINT_KEY]
+        metrics, epoch = info["metrics"], info["epoch"]
+    summary = {
+        "best_val_sdr": metrics.get("val/sdr"),
+        "best_epoch": epoch,
+        "val_sdr_per_stem": {k.removeprefix("val/sdr_"): v for k, v in metrics.items() if k.startswith("val/sdr_")},
+        "uniform_mask_sdr": sum(baseline.values()) / len(baseline),
+        "uniform_mask_sdr_per_stem": baseline,
+        "best_checkpoint": str(best_path) if best_path else None,
+        "last_checkpoint": checkpoint.last_model_path or None,
+    }
+    write_text(output_dir / "summary.json", json.dumps(summary, indent=2))
+    if summary["best_val_sdr"] is None:
+        print("no validation ran: no best checkpoint", flush=True)
+        return summary
+    stems = "  ".join(f"{k} {v:.2f}" for k, v in summary["val_sdr_per_stem"].items())
+    print(
+        f"best val/sdr {summary['best_val_sdr']:.2f} dB (epoch {epoch}) | {stems} | "
+        f"uniform-mask baseline {summary['uniform_mask_sdr']:.2f} dB",
+        flush=True,
+    )
+    print(f"checkpoint: {best_path}", flush=True)
+    return summary
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, output_dir: Path) -> L.Trainer:
+    """The configured Trainer with sepnet's fixed parts: atomic, safely loaded checkpoints, and data
+    sharded by the data module itself (explicit and deterministic under DDP)."""
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=output_dir,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+    )
+
+
+def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
+    """Train the run ``cfg`` describes; returns the trained module and the run's summary.
+
+    Under DDP every rank runs this; only rank 0 writes the config, checkpoints,
+    logs and summary (the summary of other ranks is empty).
+    """
+    point = resume_point(cfg, Path(cfg.paths.output_dir))
+    if point.run_dir != Path(cfg.paths.output_dir):
+        log.info("resuming %s: writing into its run dir %s", point.checkpoint, point.run_dir)
+        cfg.paths.output_dir = str(point.run_dir)
+    output_dir = ensure_writable(Path(cfg.paths.output_dir))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg, lineage=point.lineage)
+    if cfg.get("compile"):
+        module.separator.model.compile()  # in place: state_dict keys (and checkpoints) stay the same
+    checkpoint = ModelCheckpoint(
+        dirpath=output_dir / "checkpoints",
+        filename="best",
+        monitor="val/sdr",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    loggers = build_loggers(cfg)
+    last = output_dir / "checkpoints" / "last.ckpt"
+    stop = GracefulStop(last)
+    callbacks = [checkpoint, NonFiniteGuard(last), stop, StepSeed(cfg.seed), OverfittingMonitor()]
+    if loggers:
+        callbacks += [LearningRateMonitor(logging_interval="epoch"), ValidationMedia()]
+    trainer = build_trainer(cfg, callbacks, loggers, output_dir)
+    if trainer.is_global_zero:
+        config_file = output_dir / "config_resolved.yaml"
+        if point.checkpoint is not None and config_file.exists():  # keep the original run's config
+            config_file = output_dir / f"config_resolved.resumed-{trainer.global_step}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+        write_text(config_file, OmegaConf.to_yaml(cfg, resolve=True))
+        if point.checkpoint is not None:
+            keep_previous_metrics(trainer.loggers)
+        for logger in loggers:
+            logger.log_hyperparams(module.run_config)
+    try:
+        fit(trainer, module, datamodule, point.checkpoint, stop, cfg)
+        summary = {}
+        if trainer.is_global_zero:
+            summary = summarise(output_dir, checkpoint, uniform_mask_sdr(datamodule, module.target_stems))
+    except BaseException:
+        finish_loggers(loggers, exit_code=1)
+        raise
+    finish_loggers(loggers)  # each job of a multirun ends its own wandb run
+    return module, summary
+
+
+def fit(trainer: L.Trainer, module: SeparationModule, datamodule, ckpt_path: str | None, stop: GracefulStop, cfg) -> None:
+    """``trainer.fit``, with a signal-stopped run and an out-of-memory error turned into one clear line."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        if stop.interrupted is not None:
+            wait_for_other_ranks(trainer)
+            raise stop.interrupted from None
+        raise
+    except Exception as exc:
+        oom = out_of_memory_error(exc, cfg.data.batch_size, cfg.data.chunk_seconds)
+        if oom is not None:
+            raise oom from None
+        raise
+
+
+def wait_for_other_ranks(trainer: L.Trainer, timeout_s: float = 120.0) -> None:
+    """Let the DDP processes this one launched finish before it exits, so its exit status is the run's last word."""
+    for process in getattr(trainer.strategy.launcher, "procs", None) or []:
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("DDP process %d did not exit within %g s of the stop; leaving it", process.pid, timeout_s)
