@@ -32,9 +32,8 @@ from omegaconf import DictConfig, open_dict
 
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
-from sepnet.audio.cache import AudioCache
 from sepnet.audio.io import audio_info
-from sepnet.data.datamodule import SeparationDataModule, load_track
+from sepnet.data.datamodule import SeparationDataModule
 from sepnet.data.sources import TrackFiles
 from sepnet.errors import SepnetError, exit_on_user_error
 
@@ -105,14 +104,20 @@ def _header(path: Path, stream: int | None) -> tuple[int, int]:
     return info.sample_rate, info.channels
 
 
-def check_track(
-    split: str, files: TrackFiles, stems: list[str], cache: AudioCache, limits: Thresholds
-) -> TrackReport:
-    """Decode one track (through ``cache``) and measure it; errors and warnings are recorded, not raised."""
+def check_track(split: str, files: TrackFiles, datamodule: SeparationDataModule, limits: Thresholds) -> TrackReport:
+    """Decode one track as training reads it (:meth:`SeparationDataModule.read_track`) and measure it.
+
+    Errors and warnings are recorded in the report, not raised, whatever ``data.on_error`` says.
+    """
     report = TrackReport(split, files.name)
+    stems, cache = datamodule.stems, datamodule.audio_cache()
     rate = cache.sample_rate
     try:
-        track = load_track(files, stems, cache, warn=report.warnings.append)
+        errors: list[str] = []
+        track = datamodule.read_track(files, skipped=errors, warn=report.warnings.append, on_error="skip")
+        if track is None:
+            report.error = errors[0].removeprefix(f"{files.name} (").removesuffix(")")
+            return report
         headers = {stem: _header(files.stems[stem], files.streams.get(stem)) for stem in stems}
         mixture = None
         if files.mixture is not None:
@@ -321,7 +326,7 @@ def run_check(cfg: DictConfig) -> int:
             else:
                 notes.append(message)
         for files in track_files:
-            reports.append(check_track(split, files, datamodule.stems, cache, limits))
+            reports.append(check_track(split, files, datamodule, limits))
 
     print(f"data: {datamodule.source.describe('train')} | stems {', '.join(datamodule.stems)}"
           f" | targets {', '.join(datamodule.target_stems)} | cache {cache.folder} "

@@ -35,7 +35,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.app.run_dir import ensure_writable
 from sepnet.checkpoints import checkpoint
-from sepnet.data.datamodule import load_track
 from sepnet.dsp.overlap_add import OverlapAdd, build_runner
 from sepnet.errors import SepnetError, exit_on_user_error
 from sepnet.evaluation.report import ListeningReport
@@ -111,14 +110,21 @@ def learn_gain(runner: OverlapAdd, datamodule, stems: list[str], max_tracks: int
     index = [datamodule.stems.index(s) for s in stems]
     gains = []
     for f in files:
-        track = load_track(f, datamodule.stems, datamodule.audio_cache())
+        track = datamodule.read_track(f)
+        if track is None:  # data.on_error=skip
+            continue
         estimates = runner.separate(track.audio.sum(0))
         gains.append([optimal_gain(track.audio[i], e) for i, e in zip(index, estimates)])
+    if not gains:
+        raise SepnetError(
+            f"eval.gain=auto: every valid track of {datamodule.source.describe('valid')} was skipped for errors "
+            "(data.on_error=skip); fix those tracks or set eval.gain to a number"
+        )
     with np.errstate(all="ignore"):
         learned = np.nanmedian(np.array(gains, dtype=np.float64), axis=0)
     learned = np.where(np.isfinite(learned) & (learned > 0), learned, 1.0)
     print("gain=auto, learned on valid: " + ", ".join(f"{s} x{g:.3f}" for s, g in zip(stems, learned)), flush=True)
-    return learned, len(files)
+    return learned, len(gains)
 
 
 # -- full metrics through museval -----------------------------------------------------
@@ -280,7 +286,9 @@ def run_evaluation(cfg: DictConfig) -> dict:
     per_track = []
     try:
         for i, f in enumerate(files):
-            track = load_track(f, datamodule.stems, datamodule.audio_cache())
+            track = datamodule.read_track(f)
+            if track is None:  # data.on_error=skip
+                continue
             mixture = track.audio.sum(0)
             references = track.audio[index]
             estimates = runner.separate(mixture) * gain[:, None, None].astype(np.float32)
@@ -294,6 +302,11 @@ def run_evaluation(cfg: DictConfig) -> dict:
     finally:
         if full is not None:
             full.close()
+    if not per_track:
+        raise SepnetError(
+            f"every {cfg.split} track of {datamodule.source.describe(cfg.split)} was skipped for errors "
+            "(data.on_error=skip); fix those tracks or choose another split"
+        )
 
     per_stem = aggregate([s for _, s in per_track], stems)
     knobs = OmegaConf.to_container(cfg.eval, resolve=True)

@@ -279,3 +279,20 @@ def test_one_spectrogram_picture_serves_the_report_and_the_loggers():
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
     jpeg = Image.open(_io.BytesIO(spectrogram_jpeg(rows, rate, columns=1)))
     assert jpeg.format == "JPEG" and jpeg.size[0] > 0 and abs(jpeg.size[0] / jpeg.size[1] - rgb.shape[1] / rgb.shape[0]) < 0.05
+
+
+def test_evaluate_reads_tracks_as_training_does_so_data_on_error_applies(tiny_checkpoint, tiny_data_root, tmp_path):
+    """A broken test track stops the evaluation naming the file, or is left out under data.on_error=skip."""
+    from sepnet.errors import SepnetError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data_root, root)
+    broken = root / "test" / "synth_006" / "vocals.wav"
+    broken.write_bytes(b"not audio at all")
+    cfg = compose_config("evaluate", evaluate_overrides(tiny_checkpoint, root, "report=false"), tmp_path / "raise")
+    with pytest.raises(SepnetError, match=r"vocals\.wav.*data\.on_error=skip"):
+        run_evaluation(cfg)
+    cfg = compose_config(
+        "evaluate", evaluate_overrides(tiny_checkpoint, root, "report=false", "data.on_error=skip"), tmp_path / "skip"
+    )
+    assert run_evaluation(cfg)["tracks"] == 1
