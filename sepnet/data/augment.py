@@ -100,7 +100,7 @@ class SilenceStems:
 
     With probability ``others_prob`` every non-target stem is zeroed (mixture =
     target); otherwise, with probability ``target_prob``, the target stems are
-    zeroed (mixture = accompaniment, the log's "vocals silent" training). The
+    zeroed (mixture = accompaniment, "vocals silent" training). The
     two never happen together. Needs ``data.target_stems`` to leave at least one
     stem out; with every stem a target it does nothing.
 

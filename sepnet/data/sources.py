@@ -243,7 +243,7 @@ class SyntheticSource(StemFolderSource):
 
 @dataclass
 class FolderSource:
-    """One folder of track folders per split (the log's ``data/train``, ``data/val``).
+    """One folder of track folders per split, such as ``data/train`` and ``data/val``.
 
     Each track folder holds ``mixture.<ext>`` (optional) and one file per stem,
     ``<stem>.<ext>`` in any format of :data:`AUDIO_SUFFIXES` (WAV, FLAC, OGG, MP3, AIFF
