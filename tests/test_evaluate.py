@@ -258,3 +258,41 @@ def test_sweep_table_reads_train_summaries_too(tmp_path, capsys):
         ("0", "1e-3", 1.5, 2.5), ("1", "1e-4", 2.25, 3.25)]
     assert "trainer.max_epochs" not in rows[0]  # only what the sweep varied
     assert "| optim.lr |" in capsys.readouterr().out
+
+
+def test_one_spectrogram_picture_serves_the_report_and_the_loggers():
+    """The report's JPEG and the loggers' RGB array are the same figure: a tone shows as a bright row."""
+    import io as _io
+
+    from PIL import Image
+
+    from sepnet.evaluation.pictures import log_spectrogram, spectrogram_jpeg, spectrogram_rgb
+
+    rate = 8000
+    t = np.arange(rate) / rate
+    tone = np.stack([np.sin(2 * np.pi * 1000 * t)] * 2).astype(np.float32)  # (channels, samples)
+    spec = log_spectrogram(tone)
+    assert spec.shape == (513, (rate - 1024) // 256 + 1)
+    assert abs(int(spec.mean(1).argmax()) - 1000 * 1024 // rate) <= 1
+    rows = [("tone", tone), ("silence", np.zeros((2, rate), np.float32))]
+    rgb = spectrogram_rgb(rows, rate)
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+    jpeg = Image.open(_io.BytesIO(spectrogram_jpeg(rows, rate, columns=1)))
+    assert jpeg.format == "JPEG" and jpeg.size[0] > 0 and abs(jpeg.size[0] / jpeg.size[1] - rgb.shape[1] / rgb.shape[0]) < 0.05
+
+
+def test_evaluate_reads_tracks_as_training_does_so_data_on_error_applies(tiny_checkpoint, tiny_data_root, tmp_path):
+    """A broken test track stops the evaluation naming the file, or is left out under data.on_error=skip."""
+    from sepnet.errors import SepnetError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data_root, root)
+    broken = root / "test" / "synth_006" / "vocals.wav"
+    broken.write_bytes(b"not audio at all")
+    cfg = compose_config("evaluate", evaluate_overrides(tiny_checkpoint, root, "report=false"), tmp_path / "raise")
+    with pytest.raises(SepnetError, match=r"vocals\.wav.*data\.on_error=skip"):
+        run_evaluation(cfg)
+    cfg = compose_config(
+        "evaluate", evaluate_overrides(tiny_checkpoint, root, "report=false", "data.on_error=skip"), tmp_path / "skip"
+    )
+    assert run_evaluation(cfg)["tracks"] == 1

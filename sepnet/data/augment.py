@@ -21,6 +21,8 @@ asks :meth:`Augment.remix` before cutting the chunk; the transforms run after.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from sepnet.errors import SepnetError
@@ -52,30 +54,45 @@ class RandomGain:
         return stems
 
 
-class ChannelSwap:
+class _PerStemCoin:
+    """Apply :meth:`change` to each stem, independently, with probability ``prob``.
+
+    One uniform draw per stem (``stems``: (stems, channels, samples)), so a seeded
+    generator picks the same stems whatever the change is.
+    """
+
+    KEY: ClassVar[str]
+
+    def __init__(self, prob: float = 0.5):
+        self.prob = _probability(prob, self.KEY)
+
+    def change(self, stem: np.ndarray) -> np.ndarray:
+        """The changed copy of one (channels, samples) stem."""
+        raise NotImplementedError
+
+    def __call__(self, stems: np.ndarray, rng: np.random.Generator, targets: np.ndarray) -> np.ndarray:
+        chosen = rng.random(stems.shape[0]) < self.prob
+        for i in np.flatnonzero(chosen):
+            stems[i] = self.change(stems[i])
+        return stems
+
+
+class ChannelSwap(_PerStemCoin):
     """Swap left and right of each stem, independently, with probability ``prob``."""
 
-    def __init__(self, prob: float = 0.5):
-        self.prob = _probability(prob, "augment.channel_swap.prob")
+    KEY = "augment.channel_swap.prob"
 
-    def __call__(self, stems: np.ndarray, rng: np.random.Generator, targets: np.ndarray) -> np.ndarray:
-        swap = rng.random(stems.shape[0]) < self.prob
-        for i in np.flatnonzero(swap):
-            stems[i] = stems[i, ::-1].copy()
-        return stems
+    def change(self, stem: np.ndarray) -> np.ndarray:
+        return stem[::-1].copy()
 
 
-class SignFlip:
+class SignFlip(_PerStemCoin):
     """Invert the polarity of each stem, independently, with probability ``prob``."""
 
-    def __init__(self, prob: float = 0.5):
-        self.prob = _probability(prob, "augment.sign_flip.prob")
+    KEY = "augment.sign_flip.prob"
 
-    def __call__(self, stems: np.ndarray, rng: np.random.Generator, targets: np.ndarray) -> np.ndarray:
-        flip = rng.random(stems.shape[0]) < self.prob
-        for i in np.flatnonzero(flip):
-            np.negative(stems[i], out=stems[i])
-        return stems
+    def change(self, stem: np.ndarray) -> np.ndarray:
+        return -stem
 
 
 class SilenceStems:
@@ -83,7 +100,7 @@ class SilenceStems:
 
     With probability ``others_prob`` every non-target stem is zeroed (mixture =
     target); otherwise, with probability ``target_prob``, the target stems are
-    zeroed (mixture = accompaniment, the log's "vocals silent" training). The
+    zeroed (mixture = accompaniment, "vocals silent" training). The
     two never happen together. Needs ``data.target_stems`` to leave at least one
     stem out; with every stem a target it does nothing.
 

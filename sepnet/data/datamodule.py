@@ -417,6 +417,34 @@ class SeparationDataModule(L.LightningDataModule):
             self.cache = AudioCache(folder, self.sample_rate)
         return self.cache
 
+    def read_track(
+        self,
+        files: TrackFiles,
+        skipped: list[str] | None = None,
+        warn: Callable[[str], None] = log.warning,
+        beats: bool = False,
+        on_error: str | None = None,
+    ) -> Track | None:
+        """Decode one track of this data's stems through the cache: the one way training, evaluation and
+        check_data read a track, so the stem checks and ``data.on_error`` hold for all of them.
+
+        A broken track (a stem missing or undecodable) raises, naming the file and the fix, under
+        ``on_error`` (default ``data.on_error``) ``raise``; under ``skip`` it gives None and its
+        ``"<name> (<reason>)"`` goes to ``skipped`` (or to ``warn`` when no list is given).
+        """
+        self.check_stems()
+        try:
+            return load_track(files, self.stems, self.audio_cache(), warn=warn, beats=beats)
+        except SepnetError as exc:
+            if (on_error or self.on_error) == "raise":
+                raise SepnetError(f"{exc} (or set data.on_error=skip to leave broken tracks out)") from exc
+            reason = f"{files.name} ({exc})"
+            if skipped is None:
+                warn(f"skipped track {reason} (data.on_error=skip)")
+            else:
+                skipped.append(reason)
+            return None
+
     def load_split(self, split: str, min_samples: int) -> list[Track]:
         """Decode (once, into the cache) every track of ``split``; refuse at start-up a split with no usable track."""
         if split in self.tracks:
@@ -426,12 +454,9 @@ class SeparationDataModule(L.LightningDataModule):
         decoded_before = cache.decoded
         tracks, skipped = [], []
         for files in self.source.tracks(split, self.stems):
-            try:
-                tracks.append(load_track(files, self.stems, cache, beats=self.beats))
-            except SepnetError as exc:
-                if self.on_error == "raise":
-                    raise SepnetError(f"{exc} (or set data.on_error=skip to leave broken tracks out)") from exc
-                skipped.append(f"{files.name} ({exc})")
+            track = self.read_track(files, skipped=skipped, beats=self.beats)
+            if track is not None:
+                tracks.append(track)
         if cache.decoded > decoded_before:
             log.info("decoded %d %s file(s) into the cache '%s'", cache.decoded - decoded_before, split, cache.folder)
         if skipped:

@@ -90,6 +90,17 @@ def _not_a_file(path: Path, what: str, fix: str) -> None:
         raise SepnetError(f"{what} '{path}' is a file, not a folder; {fix}")
 
 
+def _require_folder(path: Path, what: str, fix: str, *, file_what: str | None = None, file_fix: str | None = None) -> None:
+    """Refuse (one line) a missing folder or a file in its place, naming the key and the fix.
+
+    A file says ``<file_what> '<path>' is a file, not a folder; <file_fix>``, a missing
+    path ``<what> '<path>' does not exist; <fix>`` (``file_*`` default to ``what``/``fix``).
+    """
+    _not_a_file(path, file_what or what, file_fix or fix)
+    if not path.is_dir():
+        raise SepnetError(f"{what} '{path}' does not exist; {fix}")
+
+
 def _audio_files(folder: Path) -> dict[str, Path]:
     """``name -> file`` of the audio files in ``folder`` (``vocals.flac`` -> ``vocals``), hidden files left out.
 
@@ -140,7 +151,31 @@ def _folder_stems(folders: Sequence[Path]) -> list[str]:
 
 
 @dataclass
-class StemFolderSource:
+class _RootedSource:
+    """A source whose files all lie under one folder, ``data.source.root``."""
+
+    root: str
+
+    ROOT_NAME: ClassVar[str] = "data root"
+    ROOT_FILE_FIX: ClassVar[str | None] = None
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).expanduser()
+
+    def _root_fix(self) -> str:
+        """How to point ``data.source.root`` at the right folder, for messages."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Check the root is an existing folder (subclasses may create it or check more)."""
+        _require_folder(
+            self.root_path, self.ROOT_NAME, self._root_fix(), file_what="data.source.root", file_fix=self.ROOT_FILE_FIX
+        )
+
+
+@dataclass
+class StemFolderSource(_RootedSource):
     """A MUSDB18-HQ-style tree: ``<root>/<split folder>/<track>/{mixture,bass,drums,other,vocals}.wav``.
 
     Args:
@@ -148,21 +183,12 @@ class StemFolderSource:
         splits: sepnet split name (train/valid/test) -> folder under root.
     """
 
-    root: str
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "valid": "valid", "test": "test"})
 
-    @property
-    def root_path(self) -> Path:
-        return Path(self.root).expanduser()
+    ROOT_FILE_FIX: ClassVar[str | None] = "set it to the dataset's root folder"
 
-    def prepare(self) -> None:
-        """Check the root exists (subclasses may create it)."""
-        _not_a_file(self.root_path, "data.source.root", "set it to the dataset's root folder")
-        if not self.root_path.is_dir():
-            raise SepnetError(
-                f"data root '{self.root_path}' does not exist; pass data.source.root=<folder with "
-                f"{'/'.join(self.splits.values())} track folders> or use data=synthetic"
-            )
+    def _root_fix(self) -> str:
+        return f"pass data.source.root=<folder with {'/'.join(self.splits.values())} track folders> or use data=synthetic"
 
     def split_folder(self, split: str) -> Path:
         if split not in self.splits:
@@ -172,9 +198,7 @@ class StemFolderSource:
     def tracks(self, split: str, stems: Sequence[str] = STEMS) -> list[TrackFiles]:
         """Every track folder of ``split``, sorted by name."""
         folder = self.split_folder(split)
-        _not_a_file(folder, "split folder", "check data.source.root or data.source.splits")
-        if not folder.is_dir():
-            raise SepnetError(f"split folder '{folder}' does not exist; check data.source.root or data.source.splits")
+        _require_folder(folder, "split folder", "check data.source.root or data.source.splits")
         return [read_track_folder(d, stems) for d in _track_folders(folder)]
 
     def stem_names(self) -> list[str]:
@@ -219,7 +243,7 @@ class SyntheticSource(StemFolderSource):
 
 @dataclass
 class FolderSource:
-    """One folder of track folders per split (the log's ``data/train``, ``data/val``).
+    """One folder of track folders per split, such as ``data/train`` and ``data/val``.
 
     Each track folder holds ``mixture.<ext>`` (optional) and one file per stem,
     ``<stem>.<ext>`` in any format of :data:`AUDIO_SUFFIXES` (WAV, FLAC, OGG, MP3, AIFF
@@ -243,11 +267,12 @@ class FolderSource:
 
     def prepare(self) -> None:
         for split, folder in self._dirs().items():
-            _not_a_file(folder, self.KEYS[split], f"set {self.KEYS[split]} to a folder of track folders")
-            if not folder.is_dir():
-                raise SepnetError(
-                    f"{self.KEYS[split]} '{folder}' does not exist; set {self.KEYS[split]}=<folder of track folders>"
-                )
+            _require_folder(
+                folder,
+                self.KEYS[split],
+                f"set {self.KEYS[split]}=<folder of track folders>",
+                file_fix=f"set {self.KEYS[split]} to a folder of track folders",
+            )
 
     def split_folder(self, split: str) -> Path:
         dirs = self._dirs()
@@ -290,7 +315,7 @@ def _musdb_setup() -> dict:
 
 
 @dataclass
-class MusdbSource:
+class MusdbSource(_RootedSource):
     """MUSDB18 / MUSDB18-HQ with the official split of the ``musdb`` package.
 
     ``train`` is MUSDB's train subset minus the official validation tracks,
@@ -303,20 +328,16 @@ class MusdbSource:
             FFmpeg's AAC decoder through PyAV (no ffmpeg program needed).
     """
 
-    root: str
     is_wav: bool = True
 
     SUBSETS: ClassVar[dict[str, str]] = {"train": "train", "valid": "train", "test": "test"}
+    ROOT_NAME: ClassVar[str] = "MUSDB18 root"
 
-    @property
-    def root_path(self) -> Path:
-        return Path(self.root).expanduser()
+    def _root_fix(self) -> str:
+        return "set data.source.root=<folder holding train/ and test/>"
 
     def prepare(self) -> None:
-        if not self.root_path.is_dir():
-            raise SepnetError(
-                f"MUSDB18 root '{self.root_path}' does not exist; set data.source.root=<folder holding train/ and test/>"
-            )
+        super().prepare()
         for subset in ("train", "test"):
             if not (self.root_path / subset).is_dir():
                 raise SepnetError(

@@ -57,6 +57,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import torch
+
+from sepnet.evaluation.metrics import whole_sdr
 
 __all__ = ["framewise_sdr", "new_sdr", "track_sdr"]
 
@@ -237,12 +240,16 @@ def new_sdr(references: np.ndarray, estimates: np.ndarray) -> np.ndarray:
     """MDX-challenge "new SDR" over the whole track: ``(sources, samples, channels) -> (sources,)``.
 
     ``10 log10((Σ s² + 1e-7) / (Σ (s - ŝ)² + 1e-7))`` summed over samples and channels, in
-    float64. Lengths are matched like museval's ``pad_or_truncate`` so the three metrics
+    float64, by :func:`sepnet.evaluation.metrics.whole_sdr` (the formula training uses). Lengths are
+    matched like museval's ``pad_or_truncate`` so the three metrics
     of this module see the same signals.
     """
     refs, ests = _prepare(references, estimates)
-    num = np.empty(refs.shape[0])
-    den = np.empty(refs.shape[0])
-    for j in range(refs.shape[0]):
-        num[j], den[j] = _energies(refs[j], ests[j])
-    return 10.0 * np.log10((num + 1e-7) / (den + 1e-7))
+    # One source at a time through the shared formula keeps the float64 temporaries to one stem's size.
+    return np.array(
+        [
+            whole_sdr(torch.from_numpy(np.ascontiguousarray(ref)), torch.from_numpy(np.ascontiguousarray(est))).item()
+            for ref, est in zip(refs, ests)
+        ],
+        dtype=np.float64,
+    )

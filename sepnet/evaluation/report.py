@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from sepnet.atomic import write_text
+from sepnet.evaluation.pictures import spectrogram_jpeg
 
 _VORBIS_QUALITY = 0.6  # soundfile compression_level: 0 best quality .. 1 smallest
 
@@ -43,50 +44,6 @@ def encode_ogg(audio: np.ndarray, sample_rate: int) -> bytes:
     audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     buffer = io.BytesIO()
     sf.write(buffer, audio.T, sample_rate, format="OGG", subtype="VORBIS", compression_level=_VORBIS_QUALITY)
-    return buffer.getvalue()
-
-
-def _log_spectrogram(audio: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
-    """Mono log-magnitude (dB) spectrogram ``(bins, frames)`` of ``(channels, samples)`` audio."""
-    mono = audio.mean(0).astype(np.float64)
-    if len(mono) < n_fft:
-        mono = np.pad(mono, (0, n_fft - len(mono)))
-    frames = np.lib.stride_tricks.sliding_window_view(mono, n_fft)[::hop] * np.hanning(n_fft)
-    magnitude = np.abs(np.fft.rfft(frames, axis=-1)).T
-    return 20 * np.log10(magnitude + 1e-6)
-
-
-def spectrogram_image(rows: list[tuple[str, np.ndarray]], sample_rate: int, columns: int = 2) -> bytes:
-    """A grid of spectrograms (``rows`` of ``(title, (channels, samples))``, row by row) as JPEG bytes.
-
-    A panel with no samples is left empty.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    n_rows = math.ceil(len(rows) / columns)
-    fig, axes = plt.subplots(n_rows, columns, figsize=(4.2 * columns, 1.6 * n_rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for i, (title, audio) in enumerate(rows):
-        if audio.shape[-1] == 0:  # an empty panel
-            continue
-        ax = axes[i // columns][i % columns]
-        spec = _log_spectrogram(audio)
-        ax.imshow(
-            spec, origin="lower", aspect="auto", cmap="magma", vmin=spec.max() - 80, vmax=spec.max(),
-            extent=(0, audio.shape[-1] / sample_rate, 0, sample_rate / 2000),
-        )
-        ax.axis("on")
-        ax.set_title(title, fontsize=8)
-        ax.tick_params(labelsize=6)
-        ax.set_ylabel("kHz", fontsize=6)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="jpeg", dpi=72, pil_kwargs={"quality": 70})
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -126,7 +83,7 @@ class ListeningReport:
             audio[f"{stem} reference"] = _data_uri("audio/ogg", encode_ogg(references[j][:, cut], self.sample_rate))
             audio[f"{stem} estimate"] = _data_uri("audio/ogg", encode_ogg(estimates[j][:, cut], self.sample_rate))
             rows += [(f"{stem} reference", references[j][:, cut]), (f"{stem} estimate", estimates[j][:, cut])]
-        image = spectrogram_image(rows, self.sample_rate)
+        image = spectrogram_jpeg(rows, self.sample_rate)
         self.tracks.append(_TrackEntry(name, a / self.sample_rate, audio, _data_uri("image/jpeg", image), scores))
 
     def write(self, path: str | Path, title: str, summary: dict[str, dict], notes: Sequence[str] = ()) -> Path:

@@ -20,11 +20,11 @@ import netrc
 import os
 
 import lightning as L
-import matplotlib
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+
+from sepnet.evaluation.pictures import spectrogram_rgb
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +72,11 @@ def finish_loggers(loggers: list, exit_code: int = 0) -> None:
             logger.finish(exit_code)
 
 
-def spectrogram_image(spectrograms: list[torch.Tensor], cmap: str = "magma") -> np.ndarray:
-    """Magnitude spectrograms, each (bins, frames), stacked top to bottom -> RGB uint8 (height, frames, 3).
-
-    Each panel shows log1p magnitude with low frequencies at the bottom, on a
-    colour scale shared by all panels (so a quiet estimate looks quiet).
-    """
-    panels = [torch.log1p(s.abs()).flip(0) for s in spectrograms]
-    top = max(float(p.max()) for p in panels) or 1.0
-    stacked = torch.cat(panels, 0).clamp_min(0) / top
-    rgb = matplotlib.colormaps[cmap](stacked.cpu().numpy())[..., :3]
-    return (rgb * 255).astype(np.uint8)
-
-
 class ValidationMedia(L.Callback):
     """Logs audio and spectrograms of the first ``examples`` validation chunks, every ``every_n_epochs``.
 
     For each example: the mixture and each estimated stem as audio (channel mean),
-    and one image stacking the spectrograms of mixture and estimates (first channel).
+    and one image stacking the spectrograms of mixture and estimates (:func:`sepnet.evaluation.pictures.spectrogram_rgb`).
 
     Args:
         examples: how many chunks of the first validation batch.
@@ -116,7 +103,8 @@ class ValidationMedia(L.Callback):
         for i in range(mixture.shape[0]):
             waves = [mixture[i].mean(0), *estimates[i].mean(1)]  # each (samples,)
             waves = [w.float().cpu().numpy() for w in waves]
-            image = spectrogram_image([separator.front_end.stft(w)[0] for w in [mixture[i], *estimates[i]]])
+            panels = [mixture[i], *estimates[i]]  # each (channels, samples)
+            image = spectrogram_rgb([(n, w.float().cpu().numpy()) for n, w in zip(names, panels)], rate)
             caption = " / ".join(names) + " (top to bottom)"
             for logger in loggers:
                 if isinstance(logger, LightningWandbLogger):
