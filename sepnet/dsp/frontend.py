@@ -3,7 +3,7 @@
 Training, validation, ``evaluate`` and ``separate`` all call this module, and its
 settings and normalisation statistics live in the model's state dict, so a
 checkpoint cannot be evaluated with a different STFT, log scaling or
-normalisation than it was trained with (the research log lost 55 runs to that).
+normalisation than it was trained with.
 
     waveform (batch, channels, samples)
       -> stft            complex (batch, channels, n_fft//2 + 1, frames)
