@@ -1,1 +1,1 @@
-"""The research log's chain of runs, merges and evaluations (``python -m sepnet.reproduce``)."""
+"""The research log's chain of runs, merges and evaluations, and its runner (``python -m sepnet.reproduce``)."""
