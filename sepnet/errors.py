@@ -41,7 +41,13 @@ def user_error_in(exc: BaseException) -> SepnetError | None:
 
 
 def exit_on_user_error(main: F) -> F:
-    """Decorate an entry point so a :class:`SepnetError` prints one line and exits 2."""
+    """Decorate an entry point so a :class:`SepnetError` prints one line and exits 2.
+
+    Idempotent: a function already decorated is returned as it is, so the entry-point
+    scaffold can guard every task without wrapping the decorated ones twice.
+    """
+    if getattr(main, "_exits_on_user_error", False):
+        return main
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -54,4 +60,5 @@ def exit_on_user_error(main: F) -> F:
             print(f"sepnet: error: {user_error}", file=sys.stderr, flush=True)
             sys.exit(2)
 
+    wrapper._exits_on_user_error = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

@@ -43,7 +43,6 @@ from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.dsp.separation import (  # re-exported: the entry point's public names
     ACCOMPANIMENT,
     Job,
-    _read_ahead,
     find_jobs,
     learned_gains,
     resolve_gain,
@@ -55,7 +54,7 @@ from sepnet.dsp.separation import (  # re-exported: the entry point's public nam
 from sepnet.errors import exit_on_user_error
 
 __all__ = [
-    "ACCOMPANIMENT", "Job", "_read_ahead", "find_jobs", "learned_gains", "main", "resolve_gain",
+    "ACCOMPANIMENT", "Job", "find_jobs", "learned_gains", "main", "resolve_gain",
     "run_separation", "safe_name", "separate", "separate_file", "track_name",
 ]  # fmt: skip
 

@@ -13,10 +13,11 @@ from torch import nn
 
 from sepnet.dsp.frontend import SpectralFrontEnd
 from sepnet.dsp.overlap_add import OverlapAdd
+from sepnet.dsp.separation import _read_ahead
 from sepnet.dsp.wiener import wiener
 from sepnet.errors import SepnetError
 from sepnet.models.separator import Separator
-from sepnet.separate import Job, _read_ahead, find_jobs, run_separation, safe_name, separate_file
+from sepnet.separate import Job, find_jobs, run_separation, safe_name, separate_file
 
 STEMS = ["bass", "drums", "other", "vocals"]
 

@@ -43,7 +43,7 @@ class SeparationModule(L.LightningModule):
         loss: ``loss(masks, SpectralTargets) -> scalar``.
         optimizer: ``optimizer(params) -> torch.optim.Optimizer`` (a Hydra ``_partial_``).
         sched: the ``sched`` node (scheduler factory, monitor, interval); None: a constant rate.
-        data_stems: the stems of a batch's ``stems`` tensor, in order.
+        stems: ``data.stems``, the stems of a batch's ``stems`` tensor, in order.
         run_config: the resolved run config, stored in every checkpoint.
         lineage: parents of this run (checkpoint paths, merge weights), stored too.
         freeze: the ``freeze`` node; ``freeze.modules`` names submodules of the model to freeze
@@ -56,7 +56,7 @@ class SeparationModule(L.LightningModule):
         separator: Separator,
         loss: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
-        data_stems: Sequence[str],
+        stems: Sequence[str],
         sched: Schedule | None = None,
         run_config: dict | None = None,
         lineage: dict | None = None,
@@ -67,7 +67,7 @@ class SeparationModule(L.LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         self.sched = sched or Schedule()
-        self.data_stems = list(data_stems)
+        self.data_stems = list(stems)
         unknown = [s for s in separator.target_stems if s not in self.data_stems]
         if unknown:
             raise SepnetError(
