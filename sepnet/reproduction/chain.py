@@ -124,6 +124,9 @@ CHAIN: tuple[Step, ...] = (
     _test("crnn_large_final_fix"),
     _test("unet_crnn"),
     _test("unet_crnn_mtl"),
+    # Like-for-like scores for the claims (sepnet.reproduction.claims): without the knobs the log used.
+    Step("test_crnn_large_finetune_ver1_no_knobs", EVALUATE, ("crnn_large_finetune_ver1",)),
+    Step("test_crnn_large_merged_0.8_0.2_no_knobs", EVALUATE, ("crnn_large_merged_0.8_0.2",)),
 )  # fmt: skip
 """Every step, parents before children."""
 

@@ -7,6 +7,7 @@ selects, in dependency order, with the budget's overrides, and rewrites ``reprod
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -26,10 +27,12 @@ from sepnet.checkpoints.parents import BEST, resolve_run_checkpoint
 from sepnet.errors import SepnetError
 from sepnet.evaluation.tables import markdown_table, write_csv
 from sepnet.reproduction.chain import CHAIN, EVALUATE, MERGE, TRAIN, Step, documented_sdr, step_parents
+from sepnet.reproduction.claims import check_claims
 
 STAMP = "%Y-%m-%d_%H-%M-%S"
 """Run folder names, as Hydra's (``init.from_run`` takes the newest by name)."""
 
+CLAIM_HEADERS = ["claim", "the log", "sepnet measured", "verdict"]
 TABLE_HEADERS = ["step", "kind", "parent(s)", "sepnet SDR (dB)", "vocals (dB)", "measured as", "documented SDR"]
 CSV_HEADERS = [
     "step", "kind", "parents", "sdr", "sdr_vocals", "measured", "documented", "documented_sdr", "seconds", "output",
@@ -282,12 +285,15 @@ def write_table(root: Path, rows: list[Row], budget: str, seconds: float, comple
         [[r.step, r.kind, r.parents, sdr_cell(r.sdr), sdr_cell(r.vocals), r.measured, r.documented] for r in rows],
     )
     state = "" if complete else " (incomplete: the chain stopped or is still running)"
+    verdicts = check_claims(rows, root)
+    claims = markdown_table(CLAIM_HEADERS, [[v.claim, v.log, v.evidence, v.verdict] for v in verdicts])
     markdown = (
         f"# sepnet reproduce: budget {budget}, {len(rows)} rows in {seconds:.0f} s{state}\n\n"
         f"Root: `{root}`. sepnet SDR: `val/sdr` of the best checkpoint for a train step, the test split's "
         f"SDR (`results.json`) for evaluate and merge steps, as the mean over the model's target stems and for "
         f"vocals alone. Documented: the research log's figures (vocals on the author's data/val), not comparable "
-        f"with the embedded data.\n\n{table}\n"
+        f"with the embedded data.\n\n{table}\n\n"
+        f"## The log's claims on this data\n\n{claims}\n"
     )
     write_text(root / "reproduce.md", markdown)
     write_csv(
@@ -303,6 +309,31 @@ def write_table(root: Path, rows: list[Row], budget: str, seconds: float, comple
 
 
 # -- the run -----------------------------------------------------------------------------------------
+
+
+def earlier_rows(root: Path, rerun: list[Step]) -> list[Row]:
+    """The rows of ``root/reproduce.csv`` whose steps are not run again, so a rerun of part of a chain
+    tables (and checks the claims on) the whole of it."""
+    path = root / "reproduce.csv"
+    if not path.is_file():
+        return []
+    names = {s.name for s in rerun}
+    with path.open(newline="") as f:
+        return [
+            Row(r["step"], r["kind"], r["parents"], _float(r["sdr"]), _float(r["sdr_vocals"]), r["measured"],
+                r["documented"], float(r["seconds"] or 0), r["output"])
+            for r in csv.DictReader(f)
+            if r["step"].split(" [")[0] not in names
+        ]  # fmt: skip
+
+
+def _float(text: str) -> float | None:
+    return float(text) if text not in ("", None) else None
+
+
+def in_chain_order(rows: list[Row]) -> list[Row]:
+    order = {s.name: i for i, s in enumerate(CHAIN)}
+    return sorted(rows, key=lambda r: order.get(r.step.split(" [")[0], len(order)))  # stable: sweep rows keep order
 
 
 def budget_overrides(cfg: DictConfig) -> dict[str, list[str]]:
@@ -336,6 +367,7 @@ def run_chain(cfg: DictConfig) -> list[Row]:
     runner = ChainRunner(root, overrides, dry_run)
     budget = str(cfg.reproduce.budget)
     print(f"reproduce: {len(steps)} steps, budget {budget}, under {root}", flush=True)
+    kept = [] if dry_run else earlier_rows(root, steps)
     rows: list[Row] = []
     start = time.perf_counter()
     complete = False
@@ -347,14 +379,14 @@ def run_chain(cfg: DictConfig) -> list[Row]:
             if not dry_run:
                 results = ", ".join(format_sdr(r.sdr) for r in new)
                 print(f"  {sum(r.seconds for r in new):.1f} s  {new[0].measured if len(new) == 1 else 'SDR'}: {results}", flush=True)
-                write_table(root, rows, budget, time.perf_counter() - start, complete=False)
+                write_table(root, in_chain_order(kept + rows), budget, time.perf_counter() - start, complete=False)
         complete = True
     except BaseException:
         print(flush=True)  # end the progress line before the error
         raise
     finally:
         if rows:
-            markdown = write_table(root, rows, budget, time.perf_counter() - start, complete)
+            markdown = write_table(root, in_chain_order(kept + rows), budget, time.perf_counter() - start, complete)
             if complete:
                 print(f"\n{markdown}\ntable: {root / 'reproduce.md'}, {root / 'reproduce.csv'}", flush=True)
     return rows
