@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,all]'  # all: every extra (wandb, tensorboard, optuna, slurm) the tests use
 	touch $@
 
 # ffmpeg/ffprobe: museval imports musdb -> stempeg, which refuses to import without them.

@@ -61,7 +61,21 @@ def prepare_command_line(config_name: str) -> None:
     if any(o.partition("=")[0] in OTHER_CONFIG_OPTIONS for o in options):
         return  # another config than conf/<config_name>.yaml: Hydra checks the overrides against it
     check_group_choices(overrides)
+    check_extras(overrides)
     check_override_keys(config_name, overrides)
+
+
+def check_extras(argv: list[str]) -> None:
+    """Exit with one line when a command-line choice needs an extra that is not installed
+    (``hparams_search=optuna`` without hydra-optuna-sweeper: ``pip install 'sepnet[optuna]'``)."""
+    from sepnet.app.extras import require_for_overrides
+    from sepnet.errors import SepnetError
+
+    try:
+        require_for_overrides(argv)
+    except SepnetError as missing:
+        print(f"sepnet: error: {missing}", file=sys.stderr)
+        sys.exit(2)
 
 
 def group_options(group: str) -> list[str]:

@@ -20,6 +20,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from sepnet.app.progress import progress
 from sepnet.app.run_dir import ensure_writable
 from sepnet.audio.io import audio_info
 from sepnet.data.datamodule import SeparationDataModule
@@ -314,7 +315,7 @@ def run_check(cfg: DictConfig) -> int:
                 reports.append(TrackReport(split, "(split)", error=message))
             else:
                 notes.append(message)
-        for files in track_files:
+        for files in progress(track_files, f"check_data {split}"):
             reports.append(check_track(split, files, datamodule, limits))
 
     print(f"data: {datamodule.source.describe('train')} | stems {', '.join(datamodule.stems)}"

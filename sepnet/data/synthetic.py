@@ -47,6 +47,7 @@ import numpy as np
 import soundfile as sf
 
 from sepnet import STEMS
+from sepnet.app.progress import progress
 from sepnet.errors import SepnetError
 
 GENERATOR_VERSION = 1
@@ -856,7 +857,7 @@ def _write_dataset(folder: Path, manifest: dict, sample_rate: int, duration: flo
     """Render every track into ``folder``; the manifest is written last."""
     for split, names in manifest["track_names"].items():
         (folder / split).mkdir()  # even when empty: readers expect every split folder
-        for index, name in enumerate(names):
+        for index, name in enumerate(progress(names, f"synthetic {split}")):
             stems, beats = generate_track(_track_seed(seed, split, index), duration, sample_rate)
             track = folder / split / name
             track.mkdir()

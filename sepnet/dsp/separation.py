@@ -27,6 +27,7 @@ import numpy as np
 import soxr
 from omegaconf import DictConfig, OmegaConf
 
+from sepnet.app.progress import progress
 from sepnet.app.run_dir import ensure_writable
 from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
 from sepnet.checkpoints import checkpoint
@@ -382,7 +383,7 @@ def run_separation(cfg: DictConfig) -> list[Path]:
     accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
     out = ensure_writable(Path(cfg.out).expanduser(), key="out")  # before any audio is separated
     written = []
-    for i, job in enumerate(jobs):
+    for i, job in enumerate(progress(jobs, "separate", unit="file")):
         start = time.perf_counter()
         paths = separate_file(runner, job, out, gains, accompaniment)
         seconds = audio_info(job.audio).duration

@@ -22,6 +22,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sepnet.app.progress import progress
 from sepnet.app.run_dir import ensure_writable
 from sepnet.atomic import write_text
 from sepnet.checkpoints import checkpoint
@@ -278,7 +279,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
 
     per_track = []
     try:
-        for i, f in enumerate(files):
+        for i, f in enumerate(progress(files, "evaluate")):
             track = datamodule.read_track(f)
             if track is None:  # data.on_error=skip
                 continue

@@ -22,6 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 import sepnet
+from sepnet.app.progress import progress
 from sepnet.atomic import write_text
 from sepnet.checkpoints.parents import BEST, resolve_run_checkpoint
 from sepnet.errors import SepnetError
@@ -372,7 +373,7 @@ def run_chain(cfg: DictConfig) -> list[Row]:
     start = time.perf_counter()
     complete = False
     try:
-        for i, step in enumerate(steps, 1):
+        for i, step in enumerate(progress(steps, "reproduce", unit="step"), 1):
             print(f"[{i:2d}/{len(steps)}] {step.kind:8s} {step.name}", end="" if not dry_run else "\n", flush=True)
             new = runner.run(step)
             rows += new

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from sepnet.app.extras import require
 from sepnet.app.run_dir import ensure_writable
 from sepnet.atomic import write_text
 from sepnet.checkpoints.atomic import AtomicCheckpointIO
@@ -67,7 +68,10 @@ def build_module(cfg: DictConfig, lineage: dict | None = None) -> SeparationModu
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    return [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    loggers = cfg.get("logger") or {}
+    for name in loggers:  # the key is the logger=<option> that chose it
+        require(f"logger={name}")
+    return [instantiate(node) for node in loggers.values()]
 
 
 @torch.no_grad()
