@@ -399,7 +399,7 @@ def draw(graph: LineageGraph, title: str | None = None):
         ax.add_patch(PathPatch(MplPath([(tip_x, tip_y - 3.5), (tip_x + 6, tip_y), (tip_x, tip_y + 3.5), (tip_x, tip_y - 3.5)]),
                                facecolor=colour, edgecolor=colour, linewidth=0.5, zorder=1))
         ax.text(route.label_x, route.label_y, "\n".join(route.label), fontsize=LABEL_SIZE, color=colour, ha="center",
-                va="center", linespacing=1.15, zorder=3,
+                va="center", linespacing=1.15, zorder=3, parse_math=False,
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.9})
 
     for box in placed.boxes.values():
@@ -414,11 +414,11 @@ def draw(graph: LineageGraph, title: str | None = None):
         for i, line in enumerate(box.lines):
             bold = i < box.title_lines
             ax.text(box.x, y, line, fontsize=TITLE_SIZE if bold else FONT_SIZE, fontweight="bold" if bold else "normal",
-                    ha="center", va="center", color="#111111", zorder=4)
+                    ha="center", va="center", color="#111111", zorder=4, parse_math=False)
             y += LINE_HEIGHT
 
     if title:
-        ax.text(MARGIN, MARGIN - 6, title, fontsize=11, fontweight="bold", ha="left", va="center", color="#111111")
+        ax.text(MARGIN, MARGIN - 6, title, fontsize=11, fontweight="bold", ha="left", va="center", color="#111111", parse_math=False)
     x = MARGIN
     for kind, text in LEGEND:  # the legend, one line under the title
         style = STYLES[kind]
