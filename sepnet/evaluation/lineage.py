@@ -127,16 +127,20 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def command_line_knobs(run_dir: Path) -> list[str]:
-    """The ``eval.*`` keys set on an evaluation's command line (``.hydra/overrides.yaml``), without ``eval.``."""
+def command_line(run_dir: Path) -> list[str]:
+    """The overrides a run was started with (``.hydra/overrides.yaml``), or [] when it has no record."""
     overrides = run_dir / ".hydra" / "overrides.yaml"
     if not overrides.is_file():
         return []
     try:
-        items = OmegaConf.to_container(OmegaConf.load(overrides)) or []
-    except Exception:  # noqa: BLE001 - an unreadable record only loses the label, never the graph
+        return [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides)) or []]
+    except Exception:  # noqa: BLE001 - an unreadable record only loses a label, never the graph
         return []
-    return [str(o).partition("=")[0].removeprefix("eval.") for o in items if str(o).startswith("eval.")]
+
+
+def command_line_knobs(run_dir: Path) -> list[str]:
+    """The ``eval.*`` keys set on an evaluation's command line, without ``eval.``."""
+    return [o.partition("=")[0].removeprefix("eval.") for o in command_line(run_dir) if o.startswith("eval.")]
 
 
 def changed_knobs(knobs: dict[str, Any], defaults: dict[str, Any], given: list[str]) -> dict[str, Any]:
@@ -294,6 +298,25 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _tell_apart(graph: LineageGraph) -> None:
+    """Runs of one name (the jobs of a sweep, reruns) get a second line: their folder (``<time>/<job>``)
+    and the overrides that differ between them (what a sweep varied)."""
+    groups: dict[str, list[Node]] = {}
+    for node in graph.nodes.values():
+        if node.kind in (TRAIN, MERGE) and node.path is not None:
+            groups.setdefault(node.name, []).append(node)
+    for nodes in groups.values():
+        if len(nodes) < 2:
+            continue
+        overrides = [command_line(n.path) for n in nodes]
+        shared = set.intersection(*map(set, overrides))
+        for node, items in zip(nodes, overrides):
+            inside = node.path.is_relative_to(graph.root) and node.path != graph.root
+            parts = node.path.relative_to(graph.root).parts if inside else node.path.parts
+            tail = parts[-2:] if parts[-1].isdigit() else parts[-1:]  # a sweep job: <sweep time>/<job number>
+            node.details.insert(0, " ".join(["/".join(tail), *(i for i in items if i not in shared)]))
+
+
 def collect_lineage(root: str | Path) -> LineageGraph:
     """The lineage graph of every run, merge and evaluation at or below ``root`` (an outputs folder or one run's)."""
     root = Path(root).expanduser()
@@ -302,6 +325,7 @@ def collect_lineage(root: str | Path) -> LineageGraph:
     collector = _Collector(root.resolve())
     collector.add_runs()
     collector.add_evaluations()
+    _tell_apart(collector.graph)
     if not collector.graph.nodes:
         raise SepnetError(
             f"root={root}: no checkpoint (<run>/checkpoints/*.ckpt) or evaluation (results.json) below it; "
