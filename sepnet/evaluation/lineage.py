@@ -31,7 +31,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sepnet.app.configs import CONFIG_DIR
-from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, read_checkpoint, sepnet_entry
+from sepnet.checkpoints.checkpoint import read_checkpoint, sepnet_entry
 from sepnet.errors import SepnetError
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class _Collector:
             self.run_of_dir[run_dir.resolve()] = key
             self.by_tail[run_dir.parts[-2:]] = key
             entries.append((key, run_dir, ckpt, info))
-        # Parents first: a run's edges name nodes that exist already, so the order is a topological one.
+        # Nodes in the order the runs were made (Hydra names run folders by time): siblings stay in that order.
         for key, run_dir, ckpt, info in sorted(entries, key=lambda e: _run_time(e[1])):
             self.add_checkpoint_node(key, info, run_dir, ckpt)
         for key, _, _, info in entries:
@@ -186,13 +186,10 @@ class _Collector:
     def read_entry(self, ckpt: Path) -> dict | None:
         """A checkpoint's checked sepnet entry (config, lineage, metrics), or None (with a warning) if unreadable."""
         try:
-            raw = read_checkpoint(ckpt)
-            info = sepnet_entry(ckpt, raw)
+            return sepnet_entry(ckpt, read_checkpoint(ckpt))  # data only: no code run, no model built
         except SepnetError as exc:
             log.warning("lineage: left out %s (%s)", ckpt, exc)
             return None
-        epoch = raw.get(CHECKPOINT_KEY, {}).get("epoch")
-        return {**info, "epoch": epoch}
 
     def add_checkpoint_node(self, key: str, info: dict, run_dir: Path | None, ckpt: Path | None, outside: bool = False) -> Node:
         lineage = info.get("lineage") or {}
