@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_config
+from test_lineage_graph import check_pictures
 
 from sepnet.app.configs import group_options
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.parents import resolve_run_checkpoint
+from sepnet.evaluation.lineage import collect_lineage
 from sepnet.reproduce import reproduce
 from sepnet.reproduction.chain import CHAIN, DOCUMENTED, MERGE, TRAIN, ULTIMATE_SWEEP, documented_sdr, step_parents
 
@@ -147,3 +149,18 @@ def test_a_short_chain_tables_every_step_beside_the_documented_figure(tmp_path, 
         "04_crnn_large_merged_3.96.log",
     ]  # fmt: skip
     assert markdown.split("\n", 2)[2] in capsys.readouterr().out  # the table is printed too
+
+    # The chain's lineage graph, drawn at its root: every step a node; a fine-tune, a weighted merge and an evaluation
+    graph = collect_lineage(root)
+    assert sorted((n.name, n.kind) for n in graph.nodes.values()) == [
+        ("crnn_large_final_tune", TRAIN), ("crnn_large_finetune_ver1", TRAIN), ("crnn_large_merged_3.96", "evaluate"),
+        ("crnn_large_merged_3.96", MERGE),
+    ]  # fmt: skip
+    edges = {(graph.nodes[e.source].name, graph.nodes[e.target].kind, e.label) for e in graph.edges}
+    assert edges == {
+        ("crnn_large_finetune_ver1", TRAIN, "fine-tune"),
+        ("crnn_large_final_tune", MERGE, "merge 0.5 of 0.5/0.5"),
+        ("crnn_large_finetune_ver1", MERGE, "merge 0.5 of 0.5/0.5"),
+        ("crnn_large_merged_3.96", "evaluate", "evaluate max_tracks=1"),
+    }
+    check_pictures(root, ["crnn_large_finetune_ver1", "crnn_large_final_tune", "crnn_large_merged_3.96"])

@@ -9,6 +9,7 @@ mistyped key ends in one line.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -52,11 +53,37 @@ def split_command_line(argv: list[str]) -> tuple[list[str], list[str]]:
     return options, overrides
 
 
-def prepare_command_line(config_name: str) -> None:
+def hydra_value(value: str | Path) -> str:
+    """A path as a Hydra override value: quoted when it holds characters the override grammar splits on."""
+    text = str(value)
+    return text if re.fullmatch(r"[\w./:+-]+", text) else "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def positional_override(overrides: list[str], key: str, many: bool) -> list[str]:
+    """``overrides`` with the words that are no override (no ``=``) turned into ``key=<word>``, or with
+    ``many`` into ``key=[<word>,...]``: ``lineage outputs/x`` means ``lineage root=outputs/x``."""
+    words = [o for o in overrides if "=" not in o and not o.startswith(("+", "~"))]
+    if not words:
+        return overrides
+    rest = [o for o in overrides if o not in words]
+    if any(o.partition("=")[0] == key for o in rest):
+        print(f"sepnet: error: {' '.join(words)} and {key}=... both name the {key}; give one of them", file=sys.stderr)
+        sys.exit(2)
+    if len(words) > 1 and not many:
+        print(f"sepnet: error: {' '.join(words)}: one {key} only, or {key}=<value> (words without '=' are the {key})", file=sys.stderr)
+        sys.exit(2)
+    value = f"[{','.join(hydra_value(w) for w in words)}]" if many else hydra_value(words[0])
+    return [f"{key}={value}", *rest]
+
+
+def prepare_command_line(config_name: str, positional: str | None = None, many: bool = False) -> None:
     """Run by every Hydra entry point's ``__main__`` before Hydra: put ``sys.argv`` in the order Hydra
     parses (options first, overrides after) and check the overrides against ``conf/<config_name>.yaml``
-    (:func:`check_group_choices`, :func:`check_override_keys`): a mistake exits with one line."""
+    (:func:`check_group_choices`, :func:`check_override_keys`): a mistake exits with one line. With
+    ``positional``, bare words are that key's value (:func:`positional_override`)."""
     options, overrides = split_command_line(sys.argv[1:])
+    if positional is not None:
+        overrides = positional_override(overrides, positional, many)
     sys.argv[1:] = options + overrides
     if any(o.partition("=")[0] in OTHER_CONFIG_OPTIONS for o in options):
         return  # another config than conf/<config_name>.yaml: Hydra checks the overrides against it

@@ -55,12 +55,14 @@ def hydra_entry_point(config_name: str, task: Task, *, exit_with_status: bool = 
     return entry_point
 
 
-def run_entry_point(main: Callable[[], Any]) -> None:
+def run_entry_point(main: Callable[[], Any], positional: str | None = None, many: bool = False) -> None:
     """Run an entry point built by :func:`hydra_entry_point` on this process's command line.
 
     ``sys.argv`` is first put in the order Hydra parses and checked against the
     config (:func:`~sepnet.app.configs.prepare_command_line`): a wrong group option
-    or a mistyped key ends in one line.
+    or a mistyped key ends in one line. With ``positional``, words without ``=``
+    are that key's value (``lineage outputs/x`` is ``lineage root=outputs/x``; with
+    ``many``, a list: ``compare a b`` is ``compare runs=[a,b]``).
     """
-    prepare_command_line(main.config_name)  # type: ignore[attr-defined]
+    prepare_command_line(main.config_name, positional, many)  # type: ignore[attr-defined]
     main()

@@ -1,15 +1,20 @@
 """Training curves of finished runs: read ``logs/metrics.csv``, plot them overlaid, tabulate the best ``val/sdr``.
 
 :func:`compare` is what ``python -m sepnet.compare`` runs: it finds every run
-folder at or below the given ones, draws one PNG with three panels (training
-loss, validation loss and validation SDR per epoch), writes a markdown table of
-each run's best ``val/sdr`` beside it, and flags a run whose training loss kept
-falling while its validation got worse (:mod:`sepnet.training.overfitting`).
+folder at or below the given ones, draws one PNG with three panels against the
+optimiser step (training loss per logged step, smoothed, with the raw trace faint;
+validation loss and validation SDR at the steps they were measured), writes the
+plotted series as JSON and a markdown table of each run's best ``val/sdr`` beside
+it, and flags a run whose training loss kept falling while its validation got
+worse (:mod:`sepnet.training.overfitting`). Plotting against steps, a one-epoch
+run is a curve (``train/loss`` is logged every ``trainer.log_every_n_steps``), not
+one dot per run.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,26 +32,34 @@ METRICS = Path("logs") / "metrics.csv"
 
 @dataclass
 class RunCurves:
-    """Per-epoch curves of one run (NaN where an epoch has no value).
+    """The curves of one run: per epoch (the table, the overfitting check) and per optimiser step (the plot).
 
     Attributes:
         label: how the run is named in the plot and table.
         epochs: epochs with any value, ascending.
+        epoch_steps: the optimiser step each epoch's values were logged at (its end).
         train_loss: mean training loss per epoch (``train/loss_epoch``, else the mean of logged steps).
-        val_loss, val_sdr: validation metrics per epoch.
+        val_loss, val_sdr: validation metrics per epoch (NaN where an epoch has none).
+        steps, step_loss: ``train/loss`` at each step it was logged (every ``trainer.log_every_n_steps``).
     """
 
     label: str
     path: Path
     epochs: list[int] = field(default_factory=list)
+    epoch_steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_sdr: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
 
     def best(self) -> tuple[float, int] | None:
         """(best val/sdr, its epoch), or None when never validated."""
         scored = [(s, e) for s, e in zip(self.val_sdr, self.epochs) if not math.isnan(s)]
         return max(scored) if scored else None
+
+    def step_of(self, epoch: int) -> int:
+        return self.epoch_steps[self.epochs.index(epoch)]
 
     def divergence(self, patience: int) -> Divergence | None:
         validated = [i for i, s in enumerate(self.val_sdr) if not math.isnan(s) or not math.isnan(self.val_loss[i])]
@@ -62,7 +75,7 @@ def _number(text: str | None) -> float | None:
 
 
 def read_curves(run_dir: Path, label: str) -> RunCurves:
-    """A run's per-epoch curves from ``<run_dir>/logs/metrics.csv`` (Lightning's CSVLogger)."""
+    """A run's curves from ``<run_dir>/logs/metrics.csv`` (Lightning's CSVLogger: one row per logging call)."""
     path = run_dir / METRICS
     try:
         with path.open(newline="") as f:
@@ -71,24 +84,33 @@ def read_curves(run_dir: Path, label: str) -> RunCurves:
         raise SepnetError(f"cannot read '{path}' ({exc}); is the run still writing it?") from None
     step_losses: dict[int, list[float]] = defaultdict(list)
     values: dict[int, dict[str, float]] = defaultdict(dict)
+    last_step: dict[int, int] = {}
+    curves = RunCurves(label, run_dir)
     for row in rows:
-        epoch = _number(row.get("epoch"))
+        epoch, step = _number(row.get("epoch")), _number(row.get("step"))
         if epoch is None:
             continue
         epoch = int(epoch)
+        step = int(step) if step is not None else None
         for key in ("train/loss_epoch", "val/loss", "val/sdr"):
             value = _number(row.get(key))
             if value is not None:
                 values[epoch][key] = value
+                if step is not None:
+                    last_step[epoch] = max(step, last_step.get(epoch, step))
         step_loss = _number(row.get("train/loss"))
         if step_loss is not None:
             step_losses[epoch].append(step_loss)
-    curves = RunCurves(label, run_dir)
+            if step is not None:
+                curves.steps.append(step)
+                curves.step_loss.append(step_loss)
+                last_step.setdefault(epoch, step)
     for epoch in sorted(set(values) | set(step_losses)):
         v = values[epoch]
         steps = step_losses.get(epoch)
         train = v.get("train/loss_epoch", sum(steps) / len(steps) if steps else math.nan)
         curves.epochs.append(epoch)
+        curves.epoch_steps.append(last_step.get(epoch, epoch))
         curves.train_loss.append(train)
         curves.val_loss.append(v.get("val/loss", math.nan))
         curves.val_sdr.append(v.get("val/sdr", math.nan))
@@ -128,35 +150,105 @@ def run_labels(runs: list[Path], root: Path) -> list[str]:
     return labels
 
 
-def plot(runs: list[RunCurves], divergences: list[Divergence | None], out: Path) -> Path:
-    """Draw the three overlaid panels into ``out`` (PNG)."""
+def smooth(values: list[float]) -> list[float]:
+    """Exponential moving average of ``values``, bias-corrected (no pull towards 0 at the start, as in
+    TensorBoard), over a span of about an eighth of the trace (2 to 50 points)."""
+    span = min(50.0, max(2.0, len(values) / 8))
+    keep = 1 - 2 / (span + 1)
+    out, average, weight = [], 0.0, 0.0
+    for value in values:
+        if math.isfinite(value):
+            average = keep * average + (1 - keep) * value
+            weight = keep * weight + (1 - keep)
+        out.append(average / weight if weight else math.nan)
+    return out
+
+
+def plotted_series(run: RunCurves, divergence: Divergence | None) -> dict:
+    """What :func:`draw` plots for ``run``, against the optimiser step: ``train_loss`` (per logged step,
+    raw and smoothed; epoch means when no step was logged), ``val_loss``, ``val_sdr``, ``best`` and
+    ``overfitting`` (the flagged epoch's step) or None."""
+    if run.steps:
+        train = {"source": "train/loss", "step": run.steps, "raw": run.step_loss, "smoothed": smooth(run.step_loss)}
+    else:
+        points = [(st, v) for st, v in zip(run.epoch_steps, run.train_loss) if not math.isnan(v)]
+        train = {"source": "train/loss_epoch", "step": [p[0] for p in points], "raw": [p[1] for p in points], "smoothed": None}
+
+    def at_steps(values: list[float]) -> dict:
+        points = [(st, v) for st, v in zip(run.epoch_steps, values) if not math.isnan(v)]
+        return {"step": [p[0] for p in points], "value": [p[1] for p in points]}
+
+    best = run.best()
+    flagged = None
+    if divergence is not None and divergence.flagged_epoch in run.epochs:
+        flagged = {"epoch": divergence.flagged_epoch, "step": run.step_of(divergence.flagged_epoch)}
+    return {
+        "label": run.label,
+        "train_loss": train,
+        "val_loss": at_steps(run.val_loss),
+        "val_sdr": at_steps(run.val_sdr),
+        "best": {"val_sdr": best[0], "epoch": best[1], "step": run.step_of(best[1])} if best else None,
+        "overfitting": flagged,
+    }
+
+
+def draw(series: list[dict]) -> Figure:
+    """Three panels against the optimiser step, every run overlaid: training loss (raw faint, smoothed
+    solid), validation loss, validation SDR (star: the best)."""
     fig = Figure(figsize=(16, 4.8))  # no pyplot: drawing a PNG leaves the process's backend and figures alone
     axes = fig.subplots(1, 3)
-    panels = [("train_loss", "training loss (epoch mean)"), ("val_loss", "validation loss"), ("val_sdr", "val/sdr (dB)")]
-    for index, (run, divergence) in enumerate(zip(runs, divergences)):
+    last = 0
+    for index, run in enumerate(series):
         colour = f"C{index % 10}"
-        for ax, (attr, _) in zip(axes, panels):
-            points = [(e, v) for e, v in zip(run.epochs, getattr(run, attr)) if not math.isnan(v)]
-            if points:
-                label = f"{run.label} [overfitting]" if divergence else run.label
-                ax.plot(*zip(*points), marker=".", color=colour, label=label if attr == "val_sdr" else None)
-        best = run.best()
-        if best is not None:
-            axes[2].plot([best[1]], [best[0]], marker="*", markersize=12, color=colour)
-        if divergence is not None:
-            for ax, attr in zip(axes, ("train_loss", "val_loss", "val_sdr")):
-                values = dict(zip(run.epochs, getattr(run, attr)))
-                if not math.isnan(values.get(divergence.flagged_epoch, math.nan)):
-                    ax.plot([divergence.flagged_epoch], [values[divergence.flagged_epoch]], marker="x", markersize=11, color="red")
-    for ax, (_, title) in zip(axes, panels):
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
+        label = f"{run['label']} [overfitting]" if run["overfitting"] else run["label"]
+        train = run["train_loss"]
+        if train["smoothed"] is not None:
+            axes[0].plot(train["step"], train["raw"], color=colour, alpha=0.25, linewidth=0.8)
+            axes[0].plot(train["step"], train["smoothed"], color=colour, linewidth=1.6)
+        elif train["step"]:
+            axes[0].plot(train["step"], train["raw"], color=colour, marker="o", markersize=4)
+        for ax, key in ((axes[1], "val_loss"), (axes[2], "val_sdr")):
+            if run[key]["step"]:
+                ax.plot(run[key]["step"], run[key]["value"], color=colour, marker="o", markersize=4,
+                        label=label if key == "val_sdr" else None)
+        if run["best"] is not None:
+            axes[2].plot([run["best"]["step"]], [run["best"]["val_sdr"]], marker="*", markersize=13, color=colour)
+        if run["overfitting"] is not None:
+            step = run["overfitting"]["step"]
+            for ax, key in ((axes[1], "val_loss"), (axes[2], "val_sdr")):
+                points = dict(zip(run[key]["step"], run[key]["value"]))
+                if step in points:
+                    ax.plot([step], [points[step]], marker="x", markersize=11, color="red")
+        last = max([last, *train["step"], *run["val_loss"]["step"], *run["val_sdr"]["step"]])
+    titles = ["training loss (faint: each logged step; solid: smoothed)", "validation loss", "val/sdr (dB)"]
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimiser step")
+        ax.set_xlim(0, max(1.0, last * 1.04))  # steps start at 0; a single point does not get a +-0.04 axis
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    axes[2].legend(fontsize=8, loc="best")
+    if any(run["val_sdr"]["step"] for run in series):
+        axes[2].legend(fontsize=8, loc="best")
     fig.suptitle("star: best val/sdr   red x: overfitting flagged (train loss falling, validation worse)", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def _finite(value):
+    """``value`` with NaN and infinities as None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def plot(runs: list[RunCurves], divergences: list[Divergence | None], out: Path) -> Path:
+    """Draw the panels into ``out`` (PNG) and the plotted series into ``out`` with ``.json``."""
+    series = [plotted_series(run, divergence) for run, divergence in zip(runs, divergences)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    draw(series).savefig(out, dpi=110)
+    write_text(out.with_suffix(".json"), json.dumps(_finite(series), indent=1, allow_nan=False))
     return out
 
 
@@ -175,20 +267,27 @@ def table(runs: list[RunCurves], divergences: list[Divergence | None]) -> str:
     return "\n".join(lines)
 
 
-def compare(paths: list[str | Path], out: str | Path | None = None, patience: int = 3) -> tuple[Path, str]:
-    """Plot and tabulate the runs at or below ``paths``; returns (PNG path, markdown table)."""
-    paths = [Path(p) for p in paths]
+def compare(
+    paths: list[str | Path], out: str | Path | None = None, patience: int = 3, out_key: str = "--out"
+) -> tuple[Path, str]:
+    """Plot and tabulate the runs at or below ``paths``; returns (PNG path, markdown table).
+
+    ``out`` is the PNG to write, or a folder to write ``compare.png`` into (default: the one
+    folder given, else the working folder); ``compare.md`` and ``compare.json`` (the plotted
+    series) go beside it. ``out_key`` names the setting in messages (``--out`` or ``out``).
+    """
+    paths = [Path(p).expanduser() for p in paths]
     if not paths:
-        raise SepnetError("no run folder given; usage: python -m sepnet.compare <run dirs or a sweep dir>")
+        raise SepnetError("no run folder given; usage: python -m sepnet.compare runs=[<run or sweep dir>,...] [out=<folder>]")
     run_dirs = [r.resolve() for r in find_runs(paths)]
     # Labels are relative to the folder given, or to the deepest folder the runs share.
     root = paths[0].resolve() if len(paths) == 1 else Path(*_common_parts(run_dirs))
     runs = [read_curves(r, label) for r, label in zip(run_dirs, run_labels(run_dirs, root))]
     divergences = [run.divergence(patience) for run in runs]
-    out = Path(out) if out else (paths[0] if len(paths) == 1 else Path.cwd()) / "compare.png"
-    if out.is_dir():
-        raise SepnetError(f"--out {out} is a folder; name the PNG to write, e.g. --out {out / 'compare.png'}")
-    ensure_writable(out.parent, key="--out", value="<file.png>")
+    out = Path(out).expanduser() if out is not None else (paths[0] if len(paths) == 1 else Path.cwd())
+    if out.is_dir() or not out.suffix:
+        out = out / "compare.png"
+    ensure_writable(out.parent, key=out_key, value="<file.png>" if out_key.startswith("-") else "<folder or file.png>")
     plot(runs, divergences, out)
     markdown = table(runs, divergences)
     write_text(out.with_suffix(".md"), markdown + "\n")

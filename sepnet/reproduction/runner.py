@@ -11,7 +11,6 @@ import csv
 import json
 import math
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -22,10 +21,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 import sepnet
+from sepnet.app.configs import hydra_value
 from sepnet.app.progress import progress
 from sepnet.atomic import write_text
 from sepnet.checkpoints.parents import BEST, resolve_run_checkpoint
 from sepnet.errors import SepnetError
+from sepnet.evaluation.lineage_drawing import write_lineage
 from sepnet.evaluation.tables import markdown_table, write_csv
 from sepnet.reproduction.chain import CHAIN, EVALUATE, MERGE, TRAIN, Step, documented_sdr, step_parents
 from sepnet.reproduction.claims import check_claims
@@ -91,12 +92,6 @@ def check_parents(steps: list[Step], root: Path) -> None:
 
 
 # -- commands -----------------------------------------------------------------------------------
-
-
-def hydra_value(value: str | Path) -> str:
-    """A path as a Hydra override value: quoted when it holds characters the override grammar splits on."""
-    text = str(value)
-    return text if re.fullmatch(r"[\w./:+-]+", text) else "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def knob_label(overrides: tuple[str, ...] | list[str]) -> str:
@@ -390,4 +385,7 @@ def run_chain(cfg: DictConfig) -> list[Row]:
             markdown = write_table(root, in_chain_order(kept + rows), budget, time.perf_counter() - start, complete)
             if complete:
                 print(f"\n{markdown}\ntable: {root / 'reproduce.md'}, {root / 'reproduce.csv'}", flush=True)
+    if complete and not dry_run:
+        pictures = write_lineage(root)  # the chain's graph: lineage.md (Mermaid), lineage.svg/.png
+        print(f"lineage: {pictures['md']}, {pictures['png']}", flush=True)
     return rows
