@@ -31,6 +31,8 @@ from sepnet.evaluation.tables import markdown_table, write_csv
 from sepnet.reproduction.chain import CHAIN, EVALUATE, MERGE, TRAIN, Step, documented_sdr, step_parents
 from sepnet.reproduction.claims import check_claims
 
+FINE_TUNE = "fine_tune"
+"""A budget's overrides for train steps that start from a parent, after its ``train`` ones."""
 STAMP = "%Y-%m-%d_%H-%M-%S"
 """Run folder names, as Hydra's (``init.from_run`` takes the newest by name)."""
 
@@ -104,7 +106,7 @@ class ChainRunner:
 
     Args:
         root: the reproduce root (``paths.outputs_root`` of every step).
-        overrides: ``{"data"|"train"|"merge"|"evaluate": [override, ...]}``, budget then user's.
+        overrides: ``{"data"|"train"|"fine_tune"|"merge"|"evaluate": [override, ...]}``, budget then user's.
         dry_run: print the commands instead of running them.
     """
 
@@ -142,6 +144,7 @@ class ChainRunner:
         return [
             *self.module("train"), f"experiment={step.name}", f"paths.outputs_root={hydra_value(self.root)}",
             f"hydra.run.dir={hydra_value(out)}", *self.overrides["data"], *self.overrides["train"],
+            *(self.overrides[FINE_TUNE] if step_parents(step) else []),
         ]
 
     def merge_command(self, step: Step, out: Path) -> list[str]:
@@ -333,14 +336,14 @@ def in_chain_order(rows: list[Row]) -> list[Row]:
 
 
 def budget_overrides(cfg: DictConfig) -> dict[str, list[str]]:
-    """``{"data", "train", "merge", "evaluate": [...]}``: the budget's overrides, then ``reproduce.overrides``'."""
+    """``{"data", "train", "fine_tune", "merge", "evaluate": [...]}``: the budget's overrides, then ``reproduce.overrides``'."""
     name = cfg.reproduce.budget
     if name not in cfg.budgets:
         raise SepnetError(f"reproduce.budget={name} is not a budget; budgets are: {', '.join(cfg.budgets)}")
     budget, extra = cfg.budgets[name], cfg.reproduce.get("overrides") or {}
     return {
         kind: [str(o) for o in [*(budget.get(kind) or []), *(extra.get(kind) or [])]]
-        for kind in ("data", TRAIN, MERGE, EVALUATE)
+        for kind in ("data", TRAIN, FINE_TUNE, MERGE, EVALUATE)
     }
 
 
