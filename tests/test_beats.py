@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import compose_config
+from conftest import TINY_SOURCE, compose_config
 
 from sepnet.audio.cache import AudioCache
 from sepnet.check_data import run_check
@@ -255,3 +255,50 @@ def test_whole_track_activation_stitches_chunks_on_the_tracks_frames(chunk_secon
     assert scores["beat_f1"] == 1.0 and scores["estimated_beats"] == len(truth)
     estimate = activation_beat_times(torch.from_numpy(activation[None]), frame_rate, 0.5)[0]
     np.testing.assert_allclose(estimate, truth, atol=0.03)
+
+
+@pytest.mark.slow
+def test_multitask_run_reports_beat_f1_in_its_summary_the_sweep_table_and_evaluate(tiny_run, tiny_data_root, tmp_path):
+    """A tiny multi-task run: summary.json carries the best epoch's val/beat_f1 (mir_eval), a sweep table
+    over two such summaries has the column, and evaluate scores the rhythm head on whole tracks."""
+    import csv
+    import json
+
+    from omegaconf import OmegaConf
+
+    from sepnet.app.hydra_callbacks import SweepTable
+    from sepnet.checkpoints.checkpoint import read_checkpoint
+    from sepnet.evaluate import run_evaluation
+    from sepnet.train import run_training
+    from sepnet.training.module import CHECKPOINT_KEY
+
+    cfg = tiny_run("model=unet_crnn_mtl", "logger=none", "trainer.max_epochs=1", output_dir=tmp_path / "sweep" / "0")
+    _, summary = run_training(cfg)
+    stored = read_checkpoint(summary["best_checkpoint"])[CHECKPOINT_KEY]["metrics"]
+    assert 0.0 <= summary["best_val_beat_f1"] <= 1.0 and summary["best_val_beat_f1"] == stored["val/beat_f1"]
+    on_disk = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
+    assert on_disk["best_val_beat_f1"] == summary["best_val_beat_f1"]
+
+    # The sweep table (as after `-m`): a second job whose summary differs only in its numbers.
+    (tmp_path / "sweep" / "1").mkdir()
+    (tmp_path / "sweep" / "1" / "summary.json").write_text(json.dumps({**on_disk, "best_val_beat_f1": 0.25}))
+    for job, lr in (("0", "1e-3"), ("1", "1e-4")):
+        (tmp_path / "sweep" / job / ".hydra").mkdir(exist_ok=True)
+        (tmp_path / "sweep" / job / ".hydra" / "overrides.yaml").write_text(f"- optim.lr={lr}\n")
+    SweepTable().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}}))
+    rows = list(csv.DictReader((tmp_path / "sweep" / "sweep.csv").open()))
+    assert [float(r["best_val_beat_f1"]) for r in rows] == [summary["best_val_beat_f1"], 0.25]
+
+    overrides = [f"ckpt={summary['best_checkpoint']}", f"data.source.root={tiny_data_root}", "report=false",
+                 *TINY_SOURCE]
+    results = run_evaluation(compose_config("evaluate", overrides, tmp_path / "evaluate"))
+    assert 0.0 <= results["beat_f1"] <= 1.0 and results["beat_references"] == "2 beats.txt"
+    with open(tmp_path / "evaluate" / "beats.csv") as f:
+        per_track = list(csv.DictReader(f))
+    assert [r["reference_source"] for r in per_track] == ["beats.txt", "beats.txt"]
+    reference_counts = [len(read_beat_file(tiny_data_root / "test" / r["track"] / "beats.txt")) for r in per_track]
+    assert [int(r["reference_beats"]) for r in per_track] == reference_counts
+    assert results["beat_f1"] == pytest.approx(np.mean([float(r["beat_f1"]) for r in per_track]))
+    assert json.loads((tmp_path / "evaluate" / "results.json").read_text())["beat_f1"] == results["beat_f1"]
+    assert "rhythm head: beat F-measure" in (tmp_path / "evaluate" / "summary.md").read_text()
+
