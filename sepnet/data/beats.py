@@ -140,7 +140,9 @@ def track_beat_times(
     drums = audio[list(stems).index("drums")] if "drums" in stems else None
 
     def compute() -> tuple[np.ndarray, str]:
-        mixture = np.sum([np.asarray(a, dtype=np.float32) for a in audio], axis=0)
+        mixture = np.zeros(audio[0].shape, dtype=np.float32)
+        for stem in audio:  # one stem in memory at a time: the stems are memory-mapped
+            mixture += stem
         return tracked_beats(drums, mixture, cache.sample_rate)
 
     sources = [(files.stems[stem], files.streams.get(stem)) for stem in stems]
