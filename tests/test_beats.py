@@ -25,6 +25,7 @@ from sepnet.data.sources import read_track_folder
 from sepnet.data.synthetic import DEFAULT_TRACKS, _track_seed, generate_track
 from sepnet.dsp.frontend import SpectralFrontEnd
 from sepnet.dsp.overlap_add import OverlapAdd
+from sepnet.errors import SepnetError
 from sepnet.evaluation.rhythm import score_track_beats, track_beat_activation
 from sepnet.models.separator import Separator
 
@@ -168,6 +169,10 @@ def test_a_datasets_beats_txt_wins_over_the_tracker(tmp_path, beat_track_calls):
     track = load_track(files, STEMS, AudioCache(tmp_path / "cache", RATE), beats=True)
     assert track.beat_source == "beats.txt" and beat_track_calls == []
     np.testing.assert_array_equal(track.beats, written)
+    # Milliseconds instead of seconds: one line naming the file.
+    (files.folder / "beats.txt").write_text("500\n1500\n2500\n")
+    with pytest.raises(SepnetError, match=r"beat file '.*annotated/beats.txt' has times outside the track \(0 to 8.00 s\)"):
+        load_track(files, STEMS, AudioCache(tmp_path / "cache", RATE), beats=True)
 
 
 def test_embedded_set_beats_are_tracked_within_70_ms_of_the_generators_truth(tiny_data_root, tiny_run, tmp_path):

@@ -136,7 +136,14 @@ def track_beat_times(
     computed once and kept in ``cache`` under the stems' files.
     """
     if files.beats is not None:
-        return read_beat_file(files.beats), "beats.txt"
+        times = read_beat_file(files.beats)
+        seconds = audio[0].shape[-1] / cache.sample_rate
+        if times.size and (not np.isfinite(times).all() or times[0] < 0 or times[-1] > seconds + 1.0):
+            raise SepnetError(
+                f"beat file '{files.beats}' has times outside the track (0 to {seconds:.2f} s): "
+                f"{times[0]:g} .. {times[-1]:g}; it needs one time in seconds per line"
+            )
+        return times, "beats.txt"
     drums = audio[list(stems).index("drums")] if "drums" in stems else None
 
     def compute() -> tuple[np.ndarray, str]:
