@@ -173,15 +173,15 @@ class AudioCache:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # missing or damaged: tracked again
         times, source = compute()
-        times = np.asarray(times, dtype=np.float64)
+        rounded = [round(float(t), 6) for t in np.asarray(times).ravel()]  # microseconds: what the entry holds
         self.beats_tracked += 1
-        text = json.dumps({"source": source, "method": method, "times": [round(float(t), 6) for t in times]})
+        text = json.dumps({"source": source, "method": method, "times": rounded})
         fix = "free some space or set data.cache_dir=<writable folder with room>"
         write_text(entry, text, fix=fix, label=f"the decoded-audio cache '{self.folder}'")
         for stale in self.folder.glob(f"{names[0][0]}-*.beats.json"):  # beats of earlier versions of the files
             if stale != entry:
                 stale.unlink(missing_ok=True)
-        return np.round(times, 6), source
+        return np.asarray(rounded, dtype=np.float64), source
 
     def _open(self, entry: Path) -> np.ndarray | None:
         """The memory-mapped entry, or None if it is damaged (it is then rebuilt)."""
