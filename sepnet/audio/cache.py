@@ -16,6 +16,11 @@ they survive restarts. Loading an entry is ``np.load(mmap_mode="r")``: nothing i
 read until a chunk is sliced, RAM holds only what the OS page cache keeps, and
 forked DataLoader workers share those pages.
 
+Beat times tracked from a track's audio (:mod:`sepnet.data.beats`) are kept beside
+it, as ``<id of the first stem>-<key>.beats.json``: the key hashes every stem
+file's id and fingerprint and the tracker's version, so changed audio or a changed
+tracker gets a new entry and the beat tracker runs once per track, not once per run.
+
 Sizes: float32 at 22050 Hz stereo is about 10 MiB per minute of audio per stem
 (MUSDB18-HQ's four stems: about 25 GiB); put the cache where there is room
 (``data.cache_dir``).
@@ -24,21 +29,27 @@ Sizes: float32 at 22050 Hz stereo is about 10 MiB per minute of audio per stem
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import secrets
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from sepnet.atomic import atomic_write
+from sepnet.atomic import atomic_write, write_text
 from sepnet.audio.io import read_audio
 from sepnet.errors import SepnetError
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-"""Bump when the decoding changes (e.g. another resampler): every entry is then rebuilt."""
+"""Bump when the decoding changes (e.g. another resampler): every entry is then rebuilt.
+
+Beat entries carry their own version (the tracker's, in their key), so a new tracker
+recomputes beats without decoding the audio again; caches older than beat entries
+simply have none, so nothing is misread."""
 
 USER_CACHE = Path("~/.cache/sepnet/audio")
 """Where the cache goes when the dataset's own folder cannot be written."""
@@ -91,6 +102,8 @@ class AudioCache:
     Attributes:
         decoded: files this object decoded (cache misses).
         reused: files this object found already decoded (cache hits).
+        beats_tracked: tracks whose beats this object computed.
+        beats_reused: tracks whose beats it found in the cache.
     """
 
     def __init__(self, folder: str | os.PathLike, sample_rate: int):
@@ -98,6 +111,8 @@ class AudioCache:
         self.sample_rate = int(sample_rate)
         self.decoded = 0
         self.reused = 0
+        self.beats_tracked = 0
+        self.beats_reused = 0
 
     def _names(self, path: Path, stream: int | None) -> tuple[str, str]:
         """(id, fingerprint) of ``path``; ``path`` must exist."""
@@ -132,6 +147,41 @@ class AudioCache:
             if stale != entry:
                 stale.unlink(missing_ok=True)
         return self._open(entry)
+
+    def beats(
+        self,
+        sources: Sequence[tuple[str | os.PathLike, int | None]],
+        method: str,
+        compute: Callable[[], tuple[np.ndarray, str]],
+    ) -> tuple[np.ndarray, str]:
+        """Beat times (beats,) float64 seconds and their source label, tracked once from the files ``sources``.
+
+        Args:
+            sources: ``(path, stream)`` of every file the beats were tracked from (a track's stems).
+            method: names the tracker and its settings; part of the entry's key.
+            compute: runs the tracker; called only when no entry matches.
+        """
+        names = [self._names(Path(path).absolute(), stream) for path, stream in sources]
+        key = hashlib.sha1(f"{method}|{self.sample_rate}|{names}".encode()).hexdigest()[:16]
+        entry = self.folder / f"{names[0][0]}-{key}.beats.json"
+        try:
+            stored = json.loads(entry.read_text())
+            times, source = np.asarray(stored["times"], dtype=np.float64), str(stored["source"])
+            if times.ndim == 1:
+                self.beats_reused += 1
+                return times, source
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing or damaged: tracked again
+        times, source = compute()
+        rounded = [round(float(t), 6) for t in np.asarray(times).ravel()]  # microseconds: what the entry holds
+        self.beats_tracked += 1
+        text = json.dumps({"source": source, "method": method, "times": rounded})
+        fix = "free some space or set data.cache_dir=<writable folder with room>"
+        write_text(entry, text, fix=fix, label=f"the decoded-audio cache '{self.folder}'")
+        for stale in self.folder.glob(f"{names[0][0]}-*.beats.json"):  # beats of earlier versions of the files
+            if stale != entry:
+                stale.unlink(missing_ok=True)
+        return np.asarray(rounded, dtype=np.float64), source
 
     def _open(self, entry: Path) -> np.ndarray | None:
         """The memory-mapped entry, or None if it is damaged (it is then rebuilt)."""

@@ -1,29 +1,54 @@
 """Beats: where they come from, how a model's target is drawn from them, and how estimates are scored.
 
 Beat times for the multi-task model's rhythm head come from the dataset when it
-ships them (``beats.txt``, one time in seconds a line: the embedded set does);
-otherwise from the drums stem: a spectral-flux onset strength, smoothed and
-peak-picked (:func:`drum_onset_times`), so any multitrack set works.
+ships them (``beats.txt``, one time in seconds a line: the embedded set writes its
+generator's grid there); otherwise from librosa's beat tracker
+(:func:`track_beat_times`): ``librosa.beat.beat_track`` on the drums stem, or on
+the mixture when the drums are silent (or not read). Tracking runs once per track;
+the decoded-audio cache keeps the result (:meth:`AudioCache.beats`). Each track's
+:data:`BEAT_SOURCES` entry says which of these it got, and ``check_data`` shows it.
 
 In a batch, beats travel as sample positions within the chunk, padded with -1
 to a fixed count (:func:`chunk_beat_positions`): the data layer knows nothing of
 the STFT, and the module turns positions into a per-frame target with its own
 front end's hop (:func:`beat_activation_target`), so the target can never drift
 from the model's frames.
+
+Estimates are scored with ``mir_eval.beat.f_measure`` (:func:`beat_f_measure`,
+the MIREX definition: optimal one-to-one matching within ±70 ms).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from sepnet.errors import SepnetError
 
+if TYPE_CHECKING:
+    from sepnet.audio.cache import AudioCache
+    from sepnet.data.sources import TrackFiles
+
 MAX_BEATS_PER_SECOND = 10
-"""Capacity of a chunk's beat list (600 BPM); onsets closer than 0.1 s are merged by peak picking."""
+"""Capacity of a chunk's beat list (600 BPM); peak picking keeps estimates at least 0.1 s apart."""
+
+BEAT_SOURCES = ("beats.txt", "librosa:drums", "librosa:mixture")
+"""Where a track's beats came from: the dataset's file, the tracker on the drums, the tracker on the mixture."""
+
+TRACKER_HOP = 256
+"""Onset-envelope hop of the tracker in samples (11.6 ms at 22050 Hz; librosa's 512 doubles the timing error)."""
+
+TRACKER_VERSION = 1
+"""Part of every cached beat entry's key: bump it when the tracking below changes, so old entries are recomputed."""
+
+SILENT_DRUMS_DB = -60.0
+"""A drums stem whose RMS over the track is below this (dBFS) has no rhythm to track: the mixture is used."""
 
 BEAT_TOLERANCE = 0.07
 """Seconds an estimated beat may sit from a reference beat and still count (the MIREX/mir_eval window)."""
@@ -36,29 +61,6 @@ def read_beat_file(path: Path) -> np.ndarray:
     except (ValueError, OSError) as exc:
         raise SepnetError(f"beat file '{path}' cannot be read ({exc}); it needs one time in seconds per line") from None
     return np.sort(times)
-
-
-def onset_strength(mono: np.ndarray, sample_rate: int, hop_seconds: float = 0.01) -> tuple[np.ndarray, float]:
-    """Half-wave-rectified log spectral flux of a mono signal.
-
-    Args:
-        mono: (samples,) float.
-    Returns:
-        (envelope (frames,) normalised to peak 1, frame rate in Hz).
-    """
-    hop = max(1, round(hop_seconds * sample_rate))
-    n_fft = 1 << max(8, math.ceil(math.log2(4 * hop)))
-    padded = np.pad(mono.astype(np.float32), (n_fft // 2, n_fft // 2))
-    frames = 1 + (len(padded) - n_fft) // hop
-    if frames < 2:
-        return np.zeros(max(frames, 0), dtype=np.float32), sample_rate / hop
-    index = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
-    spec = np.abs(np.fft.rfft(padded[index] * np.hanning(n_fft).astype(np.float32), axis=1))
-    log_spec = np.log1p(100.0 * spec)
-    flux = np.maximum(np.diff(log_spec, axis=0), 0.0).sum(axis=1)
-    flux = np.concatenate([[0.0], flux])
-    peak = flux.max()
-    return (flux / peak if peak > 0 else flux).astype(np.float32), sample_rate / hop
 
 
 def pick_peaks(activation: np.ndarray, rate: float, threshold: float, min_distance: float = 0.1) -> np.ndarray:
@@ -76,22 +78,82 @@ def pick_peaks(activation: np.ndarray, rate: float, threshold: float, min_distan
     return peaks
 
 
-def drum_onset_times(drums: np.ndarray, sample_rate: int, threshold: float = 0.1) -> np.ndarray:
-    """Onset times (onsets,) seconds of a drums stem (channels, samples): the fallback for a dataset without beats.
+def _onset_envelope(mono: np.ndarray, sample_rate: int) -> np.ndarray:
+    """librosa's spectral-flux onset strength (frames,) at :data:`TRACKER_HOP`, averaged over mel bands.
 
-    Onset strength (spectral flux) minus its 0.5 s moving average, smoothed with a
-    short Hann window, then peak-picked at least 0.1 s apart.
+    The mean over bands (not ``beat_track``'s median) keeps a kick or snare that
+    only moves a few bands: on the embedded set it finds 86% of the beats on the
+    drums against 72% with the median.
     """
-    envelope, rate = onset_strength(np.asarray(drums, dtype=np.float32).mean(axis=0), sample_rate)
-    if envelope.size == 0:
-        return np.zeros(0)
-    average = np.convolve(envelope, np.ones(max(1, round(0.5 * rate))) / max(1, round(0.5 * rate)), mode="same")
-    smooth = np.hanning(5)[1:-1]
-    envelope = np.convolve(np.maximum(envelope - average, 0.0), smooth / smooth.sum(), mode="same")
-    peak = envelope.max()
-    if peak <= 0:
-        return np.zeros(0)
-    return pick_peaks(envelope / peak, rate, threshold) / rate
+    import librosa  # slow to import (numba): only where beats are tracked
+
+    return librosa.onset.onset_strength(y=mono, sr=sample_rate, hop_length=TRACKER_HOP, aggregate=np.mean)
+
+
+def tracked_beats(drums: np.ndarray | None, mixture: np.ndarray, sample_rate: int) -> tuple[np.ndarray, str]:
+    """Beat times by ``librosa.beat.beat_track``; the fallback for a track without ``beats.txt``.
+
+    Args:
+        drums: (channels, samples) drums stem, or None when the data reads no drums.
+        mixture: (channels, samples) the mixture the model hears (the sum of the stems read).
+    Returns:
+        (beat times (beats,) float64 seconds, ``"librosa:drums"`` or ``"librosa:mixture"``).
+
+    The beats are placed on the drums' onsets; the tempo comes from the mixture. On
+    drums alone the tracker often settles on half the tempo (kick and backbeat snare
+    repeat every two beats); the bass and chords of the mixture pin the beat level
+    (on the embedded set: 92% of the generator's beats found against 86%). Silent or
+    missing drums: beats and tempo both from the mixture. ``trim=False``: the
+    tracker's default drops the first and last beats when their onsets are weak,
+    which on short excerpts loses a tenth of the beats; a beat target wants them.
+    """
+    import librosa
+
+    mixture_mono = np.asarray(mixture, dtype=np.float32).mean(axis=0)
+    mixture_envelope = _onset_envelope(mixture_mono, sample_rate)
+    envelope, source = mixture_envelope, "librosa:mixture"
+    if drums is not None:
+        drums_mono = np.asarray(drums, dtype=np.float32).mean(axis=0)
+        rms = float(np.sqrt(np.mean(drums_mono.astype(np.float64) ** 2))) if drums_mono.size else 0.0
+        if rms > 0 and 20 * math.log10(rms) > SILENT_DRUMS_DB:
+            envelope, source = _onset_envelope(drums_mono, sample_rate), "librosa:drums"
+    if not envelope.any():
+        return np.zeros(0), source
+    tempo = librosa.feature.tempo(onset_envelope=mixture_envelope, sr=sample_rate, hop_length=TRACKER_HOP)[0]
+    _, beats = librosa.beat.beat_track(
+        onset_envelope=envelope, sr=sample_rate, hop_length=TRACKER_HOP, bpm=float(tempo), trim=False, units="time"
+    )
+    return np.asarray(beats, dtype=np.float64), source
+
+
+def track_beat_times(
+    files: TrackFiles, stems: Sequence[str], audio: Sequence[np.ndarray], cache: AudioCache
+) -> tuple[np.ndarray, str]:
+    """A track's beats (beats,) seconds and their source (one of :data:`BEAT_SOURCES`).
+
+    The dataset's ``beats.txt`` wins; otherwise :func:`tracked_beats` on ``audio``
+    (one (channels, samples) array per stem of ``stems``, as training reads them),
+    computed once and kept in ``cache`` under the stems' files.
+    """
+    if files.beats is not None:
+        times = read_beat_file(files.beats)
+        seconds = audio[0].shape[-1] / cache.sample_rate
+        if times.size and (not np.isfinite(times).all() or times[0] < 0 or times[-1] > seconds + 1.0):
+            raise SepnetError(
+                f"beat file '{files.beats}' has times outside the track (0 to {seconds:.2f} s): "
+                f"{times[0]:g} .. {times[-1]:g}; it needs one time in seconds per line"
+            )
+        return times, "beats.txt"
+    drums = audio[list(stems).index("drums")] if "drums" in stems else None
+
+    def compute() -> tuple[np.ndarray, str]:
+        mixture = np.zeros(audio[0].shape, dtype=np.float32)
+        for stem in audio:  # one stem in memory at a time: the stems are memory-mapped
+            mixture += stem
+        return tracked_beats(drums, mixture, cache.sample_rate)
+
+    sources = [(files.stems[stem], files.streams.get(stem)) for stem in stems]
+    return cache.beats(sources, f"librosa-v{TRACKER_VERSION}|hop{TRACKER_HOP}", compute)
 
 
 def beat_capacity(samples: int, sample_rate: int) -> int:
@@ -146,28 +208,21 @@ def activation_beat_times(activation: torch.Tensor, frame_rate: float, threshold
 
 
 def beat_f_measure(reference: np.ndarray, estimate: np.ndarray, tolerance: float = BEAT_TOLERANCE) -> float:
-    """F-measure of estimated beat times against reference beat times (seconds), each matched at most once.
+    """``mir_eval.beat.f_measure`` of estimated against reference beat times (seconds): the MIREX F-measure.
 
-    A reference and an estimate match when they are within ``tolerance`` seconds;
-    matching is greedy by distance (exact when beats are more than 2·tolerance
-    apart, as peak picking guarantees). As mir_eval: 0.0 when either list is empty.
+    Each reference matches at most one estimate within ``tolerance`` seconds (an
+    optimal matching); 0.0 when either list is empty. No ``mir_eval.beat.trim_beats``:
+    MIREX drops the first 5 s of whole songs while tempo trackers settle, but a
+    validation chunk lasts 2-5 s and an embedded track 10 s, so trimming would score
+    nothing or half; and the rhythm head has no settling time to forgive.
     """
-    reference, estimate = np.sort(np.asarray(reference, float)), np.sort(np.asarray(estimate, float))
-    if reference.size == 0 or estimate.size == 0:
-        return 0.0
-    distance = np.abs(reference[:, None] - estimate[None, :])
-    pairs = np.argwhere(distance <= tolerance)
-    pairs = pairs[np.argsort(distance[pairs[:, 0], pairs[:, 1]], kind="stable")]
-    used_ref, used_est, hits = set(), set(), 0
-    for r, e in pairs:
-        if r not in used_ref and e not in used_est:
-            used_ref.add(r)
-            used_est.add(e)
-            hits += 1
-    if hits == 0:
-        return 0.0
-    precision, recall = hits / estimate.size, hits / reference.size
-    return 2 * precision * recall / (precision + recall)
+    import mir_eval
+
+    reference = np.sort(np.asarray(reference, dtype=np.float64).ravel())
+    estimate = np.sort(np.asarray(estimate, dtype=np.float64).ravel())
+    with warnings.catch_warnings():  # an empty list scores 0; mir_eval also warns about it
+        warnings.filterwarnings("ignore", message=".* beats are empty", category=UserWarning)
+        return float(mir_eval.beat.f_measure(reference, estimate, f_measure_threshold=tolerance))
 
 
 def positions_to_times(positions: torch.Tensor, sample_rate: int) -> list[np.ndarray]:

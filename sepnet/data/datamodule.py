@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from sepnet import STEMS
 from sepnet.audio.cache import AudioCache, resolve_cache_dir
 from sepnet.data.augment import Augment
-from sepnet.data.beats import chunk_beat_positions, drum_onset_times, read_beat_file
+from sepnet.data.beats import chunk_beat_positions, track_beat_times
 from sepnet.data.sources import FolderSource, Source, TrackFiles
 from sepnet.errors import SepnetError
 
@@ -55,13 +55,15 @@ class Track:
         stems: one read-only ``(channels, samples)`` float32 array per stem (in
             ``data.stems`` order), all the same length; memory-mapped from the
             decoded-audio cache, so a track costs no RAM until it is sliced.
-        beats: beat times in seconds, for models with a rhythm head; None when
-            the dataset has none (filled by the loader that needs it).
+        beats: beat times in seconds, for models with a rhythm head; None unless
+            the loader asked for them.
+        beat_source: where ``beats`` came from (one of :data:`sepnet.data.beats.BEAT_SOURCES`).
     """
 
     name: str
     stems: list[np.ndarray]
     beats: np.ndarray | None = None
+    beat_source: str | None = None
 
     @property
     def samples(self) -> int:
@@ -88,7 +90,8 @@ def load_track(
 
     Stems of unequal length are trimmed to the shortest; ``warn`` is told when
     they differ by more than :data:`LENGTH_TOLERANCE_SECONDS`. With ``beats``, the
-    track's beat times come from its beat file, or else from its drums' onsets.
+    track's beat times come from its beat file, or else from librosa's beat tracker
+    (run once, kept in ``cache``; see :func:`sepnet.data.beats.track_beat_times`).
 
     Raises:
         SepnetError: a stem file is missing or cannot be decoded (the message names it).
@@ -108,20 +111,8 @@ def load_track(
         warn(f"track '{files.name}': stems differ in length ({detail}); trimmed to the shortest")
     track = Track(files.name, [a[:, :length] for a in audio])
     if beats:
-        track.beats = track_beat_times(files, track, stems, cache.sample_rate)
+        track.beats, track.beat_source = track_beat_times(files, stems, track.stems, cache)
     return track
-
-
-def track_beat_times(files: TrackFiles, track: Track, stems: Sequence[str], sample_rate: int) -> np.ndarray:
-    """(beats,) seconds: the track's beat file when it has one, else the onsets of its drums stem."""
-    if files.beats is not None:
-        return read_beat_file(files.beats)
-    if "drums" not in stems:
-        raise SepnetError(
-            f"track '{files.name}' has no beats.txt and data.stems has no drums to derive beats from; "
-            f"add drums to data.stems or a beats.txt to the track"
-        )
-    return drum_onset_times(np.asarray(track.stems[list(stems).index("drums")]), sample_rate)
 
 
 def with_beats(example: dict, track: Track, offset: int, samples: int, sample_rate: int) -> dict:

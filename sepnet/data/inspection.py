@@ -1,9 +1,12 @@
 """Dataset inspection behind ``python -m sepnet.check_data``: measure every track as training reads it.
 
 One row per track: duration, the files' sample rate(s) and channel count(s), peak /
-RMS (dBFS) and share of silent frames per stem, clipped samples, and the residual
-between the mixture file and the sum of the stems (dB relative to the mixture); then
-a summary, and every warning and error in full. Tracks are read by
+RMS (dBFS) and share of silent frames per stem, clipped samples, the residual
+between the mixture file and the sum of the stems (dB relative to the mixture), and
+where the track's beats come from (``beats.txt``, ``librosa:drums`` or
+``librosa:mixture``, with their count; tracked, and cached, only when the data reads
+beats: ``data.beats=true``, which multi-task models set); then a summary, and every
+warning and error in full. Tracks are read by
 :meth:`SeparationDataModule.read_track`, through the training cache, so the same stem
 checks apply and a check also warms the cache. ``plot_batch`` draws one augmented
 training batch as the model sees it.
@@ -53,6 +56,8 @@ class TrackReport:
     stems: dict[str, StemStats] = field(default_factory=dict)
     clipped: int = 0
     residual_db: float | None = None
+    beat_source: str | None = None  # one of sepnet.data.beats.BEAT_SOURCES; None: beats not read
+    beat_count: int | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -104,7 +109,9 @@ def check_track(split: str, files: TrackFiles, datamodule: SeparationDataModule,
     rate = cache.sample_rate
     try:
         errors: list[str] = []
-        track = datamodule.read_track(files, skipped=errors, warn=report.warnings.append, on_error="skip")
+        track = datamodule.read_track(
+            files, skipped=errors, warn=report.warnings.append, on_error="skip", beats=datamodule.beats
+        )
         if track is None:
             report.error = errors[0].removeprefix(f"{files.name} (").removesuffix(")")
             return report
@@ -118,6 +125,10 @@ def check_track(split: str, files: TrackFiles, datamodule: SeparationDataModule,
         return report
 
     report.duration = track.samples / rate
+    if track.beats is not None:
+        report.beat_source, report.beat_count = track.beat_source, len(track.beats)
+        if not len(track.beats):
+            report.warnings.append(f"no beats found ({track.beat_source}): the rhythm head gets no beat target here")
     report.rates = sorted({r for r, _ in headers.values()})
     report.channels = sorted({c for _, c in headers.values()})
     for stem, audio in zip(stems, track.stems):
@@ -174,7 +185,7 @@ def format_table(reports: list[TrackReport], stems: list[str]) -> list[str]:
     name_width = max([5, *(len(r.name) for r in reports)])
     head = f"{'split':<6}{'track':<{name_width + 2}}{'dur s':>7}{'rate':>13}{'ch':>5}  "
     head += "".join(f"{stem + ' pk/rms/sil':>18}" for stem in stems)
-    head += f"{'clip':>7}{'resid dB':>10}  status"
+    head += f"{'clip':>7}{'resid dB':>10}  {'beats':<21}status"
     lines = [head, "-" * len(head)]
     for r in reports:
         rates = "/".join(str(x) for x in r.rates) or "-"
@@ -183,9 +194,21 @@ def format_table(reports: list[TrackReport], stems: list[str]) -> list[str]:
         line = f"{r.split:<6}{r.name:<{name_width + 2}}{duration:>7}{rates:>13}{channels:>5}  "
         line += "".join(f" {_stem_cell(r.stems.get(stem))}" for stem in stems)
         clipped = "-" if r.error else str(r.clipped)
-        line += f"{clipped:>7}{_fmt_db(r.residual_db, 10)}  {r.status}"
+        beats = f"{r.beat_source} ({r.beat_count})" if r.beat_source else "-"
+        line += f"{clipped:>7}{_fmt_db(r.residual_db, 10)}  {beats:<21}{r.status}"
         lines.append(line)
     return lines
+
+
+def beat_summary(reports: list[TrackReport], beats_read: bool) -> str:
+    """One line: how many tracks got their beats from where (or why none were read)."""
+    if not beats_read:
+        return "beats: not read (data.beats=false); multi-task models (model=unet_crnn_mtl) read them: add data.beats=true"
+    counts: dict[str, int] = {}
+    for r in reports:
+        if r.beat_source:
+            counts[r.beat_source] = counts.get(r.beat_source, 0) + 1
+    return "beats: " + (", ".join(f"{n} from {source}" for source, n in counts.items()) or "none")
 
 
 def summary_lines(reports: list[TrackReport], notes: list[str], rate: int) -> list[str]:
@@ -320,10 +343,12 @@ def run_check(cfg: DictConfig) -> int:
 
     print(f"data: {datamodule.source.describe('train')} | stems {', '.join(datamodule.stems)}"
           f" | targets {', '.join(datamodule.target_stems)} | cache {cache.folder} "
-          f"({cache.decoded} decoded, {cache.reused} reused)")
+          f"({cache.decoded} decoded, {cache.reused} reused"
+          + (f"; beats of {cache.beats_tracked} tracks tracked, {cache.beats_reused} reused)" if datamodule.beats else ")"))
     for line in format_table(reports, datamodule.stems):
         print(line)
     print()
+    notes.append(beat_summary(reports, datamodule.beats))
     for line in summary_lines(reports, notes, datamodule.sample_rate):
         print(line)
 

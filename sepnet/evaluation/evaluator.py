@@ -6,6 +6,9 @@ config reads the tracks of ``split`` at the checkpoint's sample rate, each throu
 (:mod:`sepnet.dsp.overlap_add`) and scored (:mod:`sepnet.evaluation.scoring`);
 :func:`run_evaluation` writes ``results.json``, ``per_track.csv``, ``summary.md``, the
 listening report and, with ``eval.full_metrics=true``, museval's per-track JSON files.
+A multi-task model's rhythm head is scored too (:mod:`sepnet.evaluation.rhythm`):
+``beat_f1`` in ``results.json`` (mir_eval's F-measure, mean over tracks) and
+``beats.csv`` per track.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sepnet.checkpoints.compat import differences
 from sepnet.dsp.overlap_add import OverlapAdd, build_runner
 from sepnet.errors import SepnetError
 from sepnet.evaluation.report import ListeningReport
+from sepnet.evaluation.rhythm import beat_threshold, has_rhythm_head, score_track_beats
 from sepnet.evaluation.scoring import FULL_METRICS, TRACK_METRICS, aggregate, mean_over_stems, optimal_gain, score_track
 from sepnet.evaluation.tables import markdown_table, write_csv
 
@@ -216,12 +220,22 @@ def summary_markdown(results: dict) -> str:
     note = ""
     if silent:
         note = "\n\nsilent reference (NaN, left out of the medians): " + ", ".join(f"{s} in {n} track(s)" for s, n in silent.items())
+    if "beat_f1" in results:
+        note += (
+            f"\n\nrhythm head: beat F-measure {results['beat_f1']:.3f} (mir_eval, ±70 ms, mean of "
+            f"{results['tracks']} tracks; reference beats: {results['beat_references']})"
+        )
     return f"{head}\n\n{markdown_table(headers, rows)}{note}\n"
 
 
-def write_outputs(output_dir: Path, results: dict, per_track: list[tuple[str, dict]], stems: list[str]) -> str:
-    """``results.json``, ``per_track.csv`` and ``summary.md``; returns the markdown summary."""
+def write_outputs(
+    output_dir: Path, results: dict, per_track: list[tuple[str, dict]], stems: list[str], beats: list[dict] | None = None
+) -> str:
+    """``results.json``, ``per_track.csv``, ``summary.md`` (and ``beats.csv`` for a rhythm head); returns the summary."""
     write_text(output_dir / "results.json", json.dumps(_json_safe(results), indent=2))
+    if beats:
+        columns = ["track", "beat_f1", "reference_beats", "estimated_beats", "reference_source"]
+        write_csv(output_dir / "beats.csv", columns, [[row[c] for c in columns] for row in beats])
     metrics = [*TRACK_METRICS, *(m for m in FULL_METRICS if per_track and m in per_track[0][1][stems[0]])]
     rows = [
         [name, stem, *(scores[stem][m] for m in metrics), scores[stem]["silent_reference"], scores[stem]["silent_estimate"]]
@@ -277,16 +291,22 @@ def run_evaluation(cfg: DictConfig) -> dict:
         subset = "test" if cfg.split == "test" else "train"  # musdb's layout: validation tracks are in train
         full = FullMetrics(output_dir, subset, rate, cfg.eval.win, cfg.eval.hop, cfg.eval.workers)
 
-    per_track = []
+    # A multi-task model: its rhythm head's beats on each whole track, against the track's beats.
+    rhythm = has_rhythm_head(runner)
+    threshold = beat_threshold(loaded.config) if rhythm else None
+    per_track, beats = [], []
     try:
         for i, f in enumerate(progress(files, "evaluate")):
-            track = datamodule.read_track(f)
+            track = datamodule.read_track(f, beats=rhythm)
             if track is None:  # data.on_error=skip
                 continue
             mixture = track.audio.sum(0)
             references = track.audio[index]
             estimates = runner.separate(mixture) * gain[:, None, None].astype(np.float32)
             scores = score_track(references, estimates, stems, rate, cfg.eval.win, cfg.eval.hop)
+            if rhythm:
+                beat_scores = score_track_beats(runner, mixture, track.beats, threshold)
+                beats.append({"track": track.name, **beat_scores, "reference_source": track.beat_source})
             if full is not None:
                 full.submit(track.name, stems, scores, references, estimates)
             if report is not None:
@@ -322,7 +342,12 @@ def run_evaluation(cfg: DictConfig) -> dict:
         "per_stem": per_stem,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    summary = write_outputs(output_dir, results, per_track, stems)
+    if rhythm:
+        results["beat_f1"] = float(np.mean([b["beat_f1"] for b in beats]))
+        # A string, not numbers: the sweep table tabulates numbers, and this describes the reference.
+        counts = collections.Counter(b["reference_source"] for b in beats)
+        results["beat_references"] = ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
+    summary = write_outputs(output_dir, results, per_track, stems, beats)
     if report is not None:
         notes = [
             (

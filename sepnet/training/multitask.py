@@ -6,9 +6,12 @@ by a branch: training and validation of the masks are inherited unchanged.
     loss = mask loss (the ``loss`` group) + rhythm_weight x BCE(beat logits, beat target)
 
 The beat target comes from ``batch["beats"]`` (padded sample positions, see
-:mod:`sepnet.data.beats`) rendered on the front end's frames; validation also logs
-``val/beat_f1``: the F-measure (±``beat_tolerance`` s) of the peak-picked
-activations against the batch's beats.
+:mod:`sepnet.data.beats`: the dataset's ``beats.txt`` or librosa's beat tracker)
+rendered on the front end's frames; validation also logs ``val/beat_f1``:
+``mir_eval.beat.f_measure`` (±``beat_tolerance`` s, no 5 s trimming: see
+:func:`~sepnet.data.beats.beat_f_measure`) of the peak-picked activations against
+each chunk's beats, averaged over the chunks. ``summary.json`` reports it for the
+best checkpoint and ``evaluate`` scores the head on whole tracks.
 """
 
 from __future__ import annotations

@@ -102,6 +102,8 @@ def summarise(output_dir: Path, checkpoint: ModelCheckpoint, baseline: dict[str,
         "best_checkpoint": str(best_path) if best_path else None,
         "last_checkpoint": checkpoint.last_model_path or None,
     }
+    if "val/beat_f1" in metrics:  # a multi-task model: its rhythm head's mir_eval F-measure at the best epoch
+        summary["best_val_beat_f1"] = metrics["val/beat_f1"]
     write_text(output_dir / "summary.json", json.dumps(summary, indent=2))
     if summary["best_val_sdr"] is None:
         print("no validation ran: no best checkpoint", flush=True)
@@ -109,7 +111,8 @@ def summarise(output_dir: Path, checkpoint: ModelCheckpoint, baseline: dict[str,
     stems = "  ".join(f"{k} {v:.2f}" for k, v in summary["val_sdr_per_stem"].items())
     print(
         f"best val/sdr {summary['best_val_sdr']:.2f} dB (epoch {epoch}) | {stems} | "
-        f"uniform-mask baseline {summary['uniform_mask_sdr']:.2f} dB",
+        f"uniform-mask baseline {summary['uniform_mask_sdr']:.2f} dB"
+        + (f" | val/beat_f1 {summary['best_val_beat_f1']:.3f}" if "best_val_beat_f1" in summary else ""),
         flush=True,
     )
     print(f"checkpoint: {best_path}", flush=True)
