@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from sepnet.models.separator import InferenceSettings, Separator
+from sepnet.models.separator import PRECISIONS, InferenceSettings, Separator
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -217,6 +217,12 @@ def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
         value = knobs[key]
         if not ok(value):
             raise SepnetError(f"{prefix}.{key}={value!r} is not valid; set it to {what}")
+    precision = knobs.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise SepnetError(
+            f"{prefix}.precision={precision!r} is not valid; set it to fp32 (the default) or bf16 "
+            "(bf16 autocast around the mask model only)"
+        )
     device = knobs["device"]
     try:
         device = resolve_device(device)
@@ -228,6 +234,7 @@ def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
         threshold=float(knobs["threshold"]),
         mask_clip=bool(knobs["mask_clip"]),
         wiener_iters=int(knobs["wiener_iters"]),
+        precision=str(precision),
     )
     # A new Separator around the loaded front end and model: the knobs are constructor arguments.
     return OverlapAdd(
