@@ -6,11 +6,13 @@ the scripts working as the code under them changes.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import TINY_SOURCE
 
@@ -156,3 +158,29 @@ def test_gpu_smoke_installs_only_what_the_image_lacks_and_keeps_its_torch(tmp_pa
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert set(wanted) <= set(declared)  # the same bounds as the package itself
     assert [c[1:3] for c in commands[1:3]] == [["-m", "sepnet.train"]] * 2  # then the same steps as ever
+
+
+@pytest.mark.slow
+def test_peer_tabulates_open_unmix_and_each_sepnet_run_with_finite_numbers(tiny_data_root, tmp_path):
+    """benchmarks/peer.py at toy size: a tiny Open-Unmix beside a tiny sepnet recipe, 2 steps each."""
+    import math
+
+    config = yaml.safe_load((BENCHMARKS / "peer.yaml").read_text())
+    config["runs"] = {"crnn": ["model=crnn", "model.hidden_size=16", "model.num_layers=1", "model.encoder_channels=[4,8,8]"]}
+    (tmp_path / "peer.yaml").write_text(yaml.safe_dump(config))
+    out = run_benchmark(
+        "peer.py", "--config", str(tmp_path / "peer.yaml"), "--out", str(tmp_path / "out"),
+        "--steps", "2", "--batch", "2", "--chunk-seconds", "1.0", "--peer-hidden", "16",
+        f"data.source.root={tiny_data_root}", *TINY_SOURCE, "data.val_chunk_seconds=2.0", "data.stats_chunks=4",
+    )
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith(("| open-unmix", "| crnn"))}
+    assert sorted(rows) == ["crnn", "open-unmix"], out
+    for name, line in rows.items():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")][1:]
+        assert len(cells) == 14 and cells[0].endswith("M"), line  # params, 2 x (4 stems + mean), train s, examples/s, minutes
+        numbers = [float(c.rstrip("M")) for c in cells]
+        assert all(math.isfinite(x) for x in numbers), line
+        assert numbers[0] > 0 and numbers[-3] > 0 and numbers[-2] > 0, line
+    for name in ("open-unmix", "crnn"):  # each row's result is kept beside its run
+        result = json.loads((tmp_path / "out" / name / "result.json").read_text())
+        assert result["steps"] == 2 and result["scores"]["tracks"] == 2
