@@ -39,12 +39,25 @@ def test_train_speed_prints_a_row_per_model():
         assert params.endswith("M") and float(seconds) > 0 and float(per_second) > 0 and float(memory) > 0
 
 
-def test_separate_speed_prints_real_time_factor_and_memory():
+def test_separate_speed_prints_real_time_factor_and_memory(tiny_data_root, tmp_path):
+    train = [f"data.source.root={tiny_data_root}", *TINY_SOURCE, "data.val_chunk_seconds=2.0", "data.stats_chunks=4",
+             "model.hidden_size=16", "model.num_layers=1", "model.encoder_channels=[4,8,8]"]
     out = run_benchmark(
-        "separate_speed.py", "--model", "crnn", "--rtf-minutes", "0.05", "--rss-minutes", "0.02", "0.05"
+        "separate_speed.py", "--model", "crnn", "--rtf-minutes", "0.05", "--rss-minutes", "0.02", "0.05",
+        "--train-steps", "2", *[f"--train-override={o}" for o in train], "--cache", str(tmp_path / "cache"),
+        "--peer-hidden", "16",
     )
     assert re.search(r"real-time|RTF", out, re.IGNORECASE), out
     assert re.search(r"MiB", out), out
+    rows = {line.split()[0] + " " + line.split()[1]: line.split() for line in out.splitlines()
+            if line.startswith(("sepnet fp32", "sepnet bf16"))}
+    peer = next(line.split() for line in out.splitlines() if line.startswith("open-unmix"))
+    assert sorted(rows) == ["sepnet bf16", "sepnet fp32"], out
+    for cells in [*rows.values(), peer]:
+        assert float(cells[-5 if cells is peer else -6]) > 0  # x real time
+    sdr_fp32, sdr_bf16 = float(rows["sepnet fp32"][-2]), float(rows["sepnet bf16"][-2])
+    assert abs(sdr_bf16 - sdr_fp32 - float(rows["sepnet bf16"][-1])) < 2e-3, out  # the difference column is that
+    assert (tmp_path / "cache").is_dir() and list((tmp_path / "cache").rglob("best.ckpt"))  # trained once, cached
 
 
 def test_eval_speed_scores_with_both_implementations():
