@@ -13,7 +13,8 @@
 
 The last chunk is aligned to the end of the track (a full chunk ending at the
 last sample, so no chunk is shorter than ``chunk_seconds`` unless the whole
-track is); a track shorter than one chunk is separated in one piece.
+track is) and joins the last batch when there is room; a track shorter than one
+chunk is separated in one piece.
 
 At any time the object holds about ``chunk + batch_size * hop`` samples of
 input and output, whatever the track's length: :meth:`OverlapAdd.stream` is a
@@ -182,13 +183,20 @@ class OverlapAdd:
 
         if total == 0:
             return
-        flush_pending()
         if covered < total:
             start = max(0, total - chunk)
             length = total - start
             first = covered == 0  # the track is shorter than a chunk: one piece, no fades
             window = crossfade_window(length, 0 if first else self.fade, fade_out=False)
-            accumulate([start], self._run([take(start, length)]), [window])
+            if length == chunk and len(pending) < self.batch_size:
+                # A full-length last chunk rides in the last batch: one forward pass fewer.
+                starts = [*pending, start]
+                accumulate(starts, self._run([take(s, chunk) for s in starts]), [self.window] * len(pending) + [window])
+                pending.clear()
+            else:
+                flush_pending()
+                accumulate([start], self._run([take(start, length)]), [window])
+        flush_pending()
         out = emit(total)
         if out is not None:
             yield out
