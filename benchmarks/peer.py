@@ -269,6 +269,10 @@ def row_overrides(config: dict, args: argparse.Namespace, name: str, extra: list
     """The Hydra overrides of one row: data, common, the row's own, the command line's, then the budget (wins)."""
     budget = config["budget"]
     data = ["data=stem_folder", f"data.source.root={args.data}"] if args.data else []
+    if args.data and not (args.data / "valid").is_dir():
+        # MUSDB18-HQ has train/ and test/ only. sepnet's one validation pass (one epoch: it selects
+        # nothing, best.ckpt is the last) then reads test; the peer never validates.
+        data.append("data.source.splits={train:train,valid:test,test:test}")
     same = [f"seed={budget['seed']}", f"data.batch_size={budget['batch']}", f"data.chunk_seconds={budget['chunk_seconds']}",
             f"data.examples_per_epoch={budget['steps'] * budget['batch']}"]
     common = yaml_overrides(config.get("common") or [])
