@@ -16,6 +16,8 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev,all]'  # all: every extra (wandb, tensorboard, optuna, slurm) the tests use
+# Open-Unmix for benchmarks/peer.py and separate_speed.py, without its declared torchaudio (see pyproject's peer extra).
+	$(BIN)/python -m pip install --quiet --no-deps openunmix==1.3.0 'tqdm>=4'
 	touch $@
 
 # ffmpeg/ffprobe: museval imports musdb -> stempeg, which refuses to import without them.

@@ -6,11 +6,13 @@ the scripts working as the code under them changes.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import TINY_SOURCE
 
@@ -37,12 +39,25 @@ def test_train_speed_prints_a_row_per_model():
         assert params.endswith("M") and float(seconds) > 0 and float(per_second) > 0 and float(memory) > 0
 
 
-def test_separate_speed_prints_real_time_factor_and_memory():
+def test_separate_speed_prints_real_time_factor_and_memory(tiny_data_root, tmp_path):
+    train = [f"data.source.root={tiny_data_root}", *TINY_SOURCE, "data.val_chunk_seconds=2.0", "data.stats_chunks=4",
+             "model.hidden_size=16", "model.num_layers=1", "model.encoder_channels=[4,8,8]"]
     out = run_benchmark(
-        "separate_speed.py", "--model", "crnn", "--rtf-minutes", "0.05", "--rss-minutes", "0.02", "0.05"
+        "separate_speed.py", "--model", "crnn", "--rtf-minutes", "0.05", "--rss-minutes", "0.02", "0.05",
+        "--train-steps", "2", *[f"--train-override={o}" for o in train], "--cache", str(tmp_path / "cache"),
+        "--peer-hidden", "16",
     )
     assert re.search(r"real-time|RTF", out, re.IGNORECASE), out
     assert re.search(r"MiB", out), out
+    rows = {line.split()[0] + " " + line.split()[1]: line.split() for line in out.splitlines()
+            if line.startswith(("sepnet fp32", "sepnet bf16"))}
+    peer = next(line.split() for line in out.splitlines() if line.startswith("open-unmix"))
+    assert sorted(rows) == ["sepnet bf16", "sepnet fp32"], out
+    for cells in [*rows.values(), peer]:
+        assert float(cells[-5 if cells is peer else -6]) > 0  # x real time
+    sdr_fp32, sdr_bf16 = float(rows["sepnet fp32"][-2]), float(rows["sepnet bf16"][-2])
+    assert abs(sdr_bf16 - sdr_fp32 - float(rows["sepnet bf16"][-1])) < 2e-3, out  # the difference column is that
+    assert (tmp_path / "cache").is_dir() and list((tmp_path / "cache").rglob("best.ckpt"))  # trained once, cached
 
 
 def test_eval_speed_scores_with_both_implementations():
@@ -156,3 +171,29 @@ def test_gpu_smoke_installs_only_what_the_image_lacks_and_keeps_its_torch(tmp_pa
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert set(wanted) <= set(declared)  # the same bounds as the package itself
     assert [c[1:3] for c in commands[1:3]] == [["-m", "sepnet.train"]] * 2  # then the same steps as ever
+
+
+@pytest.mark.slow
+def test_peer_tabulates_open_unmix_and_each_sepnet_run_with_finite_numbers(tiny_data_root, tmp_path):
+    """benchmarks/peer.py at toy size: a tiny Open-Unmix beside a tiny sepnet recipe, 2 steps each."""
+    import math
+
+    config = yaml.safe_load((BENCHMARKS / "peer.yaml").read_text())
+    config["runs"] = {"crnn": ["model=crnn", "model.hidden_size=16", "model.num_layers=1", "model.encoder_channels=[4,8,8]"]}
+    (tmp_path / "peer.yaml").write_text(yaml.safe_dump(config))
+    out = run_benchmark(
+        "peer.py", "--config", str(tmp_path / "peer.yaml"), "--out", str(tmp_path / "out"),
+        "--steps", "2", "--batch", "2", "--chunk-seconds", "1.0", "--peer-hidden", "16",
+        f"data.source.root={tiny_data_root}", *TINY_SOURCE, "data.val_chunk_seconds=2.0", "data.stats_chunks=4",
+    )
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith(("| open-unmix", "| crnn"))}
+    assert sorted(rows) == ["crnn", "open-unmix"], out
+    for name, line in rows.items():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")][1:]
+        assert len(cells) == 14 and cells[0].endswith("M"), line  # params, 2 x (4 stems + mean), train s, examples/s, minutes
+        numbers = [float(c.rstrip("M")) for c in cells]
+        assert all(math.isfinite(x) for x in numbers), line
+        assert numbers[0] > 0 and numbers[-3] > 0 and numbers[-2] > 0, line
+    for name in ("open-unmix", "crnn"):  # each row's result is kept beside its run
+        result = json.loads((tmp_path / "out" / name / "result.json").read_text())
+        assert result["steps"] == 2 and result["scores"]["tracks"] == 2

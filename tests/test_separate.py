@@ -168,6 +168,23 @@ def test_overlap_add_streams_exactly_like_whole_track_chunking(overlap):
         assert np.abs(whole - reference).max() < (0.05 if overlap == 0 else 0.01)
 
 
+def test_overlap_add_runs_the_last_chunk_in_the_last_batch():
+    """Seven chunks in batches of 4: two forward passes, the end-aligned last chunk riding in the second."""
+    calls = []
+
+    class Counting(ConstantMasks):
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return super().forward(x)
+
+    sep = Separator(SpectralFrontEnd(sample_rate=8000), Counting(["vocals"])).eval()
+    runner = OverlapAdd(sep, chunk_seconds=1.0, overlap=0.0, batch_size=4, device="cpu")
+    x = np.random.default_rng(0).standard_normal((2, 6 * 8000 + 500)).astype(np.float32)
+    out = np.concatenate(list(runner.stream(np.split(x, [5000, 30000], axis=1))), axis=-1)
+    assert calls == [4, 3]  # 6 full chunks + the end-aligned one
+    np.testing.assert_allclose(out, runner.separate(x), atol=1e-6)
+
+
 def test_overlap_add_output_keeps_pace_with_an_endless_input():
     """Memory is bounded: at any time at most a chunk plus a batch of hops is held back."""
     runner = OverlapAdd(constant_separator(["vocals"]), chunk_seconds=0.5, overlap=0.2, batch_size=2, device="cpu")

@@ -13,7 +13,8 @@
 
 The last chunk is aligned to the end of the track (a full chunk ending at the
 last sample, so no chunk is shorter than ``chunk_seconds`` unless the whole
-track is); a track shorter than one chunk is separated in one piece.
+track is) and joins the last batch when there is room; a track shorter than one
+chunk is separated in one piece.
 
 At any time the object holds about ``chunk + batch_size * hop`` samples of
 input and output, whatever the track's length: :meth:`OverlapAdd.stream` is a
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from sepnet.models.separator import InferenceSettings, Separator
+from sepnet.models.separator import PRECISIONS, InferenceSettings, Separator
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -182,13 +183,20 @@ class OverlapAdd:
 
         if total == 0:
             return
-        flush_pending()
         if covered < total:
             start = max(0, total - chunk)
             length = total - start
             first = covered == 0  # the track is shorter than a chunk: one piece, no fades
             window = crossfade_window(length, 0 if first else self.fade, fade_out=False)
-            accumulate([start], self._run([take(start, length)]), [window])
+            if length == chunk and len(pending) < self.batch_size:
+                # A full-length last chunk rides in the last batch: one forward pass fewer.
+                starts = [*pending, start]
+                accumulate(starts, self._run([take(s, chunk) for s in starts]), [self.window] * len(pending) + [window])
+                pending.clear()
+            else:
+                flush_pending()
+                accumulate([start], self._run([take(start, length)]), [window])
+        flush_pending()
         out = emit(total)
         if out is not None:
             yield out
@@ -217,6 +225,12 @@ def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
         value = knobs[key]
         if not ok(value):
             raise SepnetError(f"{prefix}.{key}={value!r} is not valid; set it to {what}")
+    precision = knobs.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise SepnetError(
+            f"{prefix}.precision={precision!r} is not valid; set it to fp32 (the default) or bf16 "
+            "(bf16 autocast around the mask model only)"
+        )
     device = knobs["device"]
     try:
         device = resolve_device(device)
@@ -228,6 +242,7 @@ def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
         threshold=float(knobs["threshold"]),
         mask_clip=bool(knobs["mask_clip"]),
         wiener_iters=int(knobs["wiener_iters"]),
+        precision=str(precision),
     )
     # A new Separator around the loaded front end and model: the knobs are constructor arguments.
     return OverlapAdd(
