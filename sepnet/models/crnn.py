@@ -161,8 +161,12 @@ class CRNN(nn.Module):
         deepest, skips = self.encode(x)
         deepest, sequence = self.bottleneck(deepest)
         logits = self.decode(deepest, skips)
-        masks = torch.sigmoid(logits).reshape(batch, len(self.target_stems), channels, bins, frames)
+        masks = self.masks_from_logits(logits.reshape(batch, -1, channels, bins, frames))
         return masks, sequence
+
+    def masks_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Decoder logits (B, stems, C, F, T) -> masks (B, stems, C, F, T) in [0, 1]: one sigmoid per stem."""
+        return torch.sigmoid(logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""
