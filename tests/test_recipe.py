@@ -15,6 +15,7 @@ from sepnet.training.losses import MaskedMagnitudeLoss, SpectralTargets
 
 SMALL = {"hidden_size": 8, "num_layers": 1, "encoder_channels": (4, 8, 8), "n_bins": 64, "audio_channels": 2, "dropout": 0.0}
 FOUR = ["bass", "drums", "other", "vocals"]
+RECIPE = ("model=shared_unet", "loss=magnitude", "module=ema")  # benchmarks/README.md "Recipe ablations"
 
 
 def shared(target_stems=FOUR, mask_activation="softmax", residual=False) -> SharedMaskUNetCRNN:
@@ -144,11 +145,14 @@ def test_weight_average_follows_the_warmed_up_ema_and_copies_integer_buffers():
         WeightAverage(1.0)
 
 
-def test_ema_run_scores_and_saves_the_average_and_resumes_from_the_trained_weights(tiny_run, tmp_path):
+def test_the_recipe_trains_scores_and_saves_the_average_and_resumes_from_the_trained_weights(tiny_run, tmp_path):
+    """A tiny real run of the recipe (model=shared_unet loss=magnitude module=ema): checkpoints hold the EMA weights."""
     from sepnet.train import build_module, run_training
     from sepnet.training.module import EMA_KEY
 
-    module, summary = run_training(tiny_run("module.ema_decay=0.9", "logger=none"))
+    module, summary = run_training(tiny_run(*RECIPE, "logger=none"))
+    assert type(module.separator.model) is SharedMaskUNetCRNN and module.ema.decay == 0.999
+    assert summary["best_val_sdr"] is not None and summary["best_val_sdr"] == summary["best_val_sdr"]  # not NaN
     raw = checkpoint.read_checkpoint(summary["last_checkpoint"])
     trained = raw[EMA_KEY]["trained_weights"]
     live = module.separator.model.state_dict()
@@ -160,7 +164,7 @@ def test_ema_run_scores_and_saves_the_average_and_resumes_from_the_trained_weigh
     loaded = checkpoint.load(summary["last_checkpoint"])
     torch.testing.assert_close(loaded.separator.model.state_dict()[name], module.ema.shadow[name])
     # Resuming puts the trained weights back into the model and the average into the EMA.
-    fresh = build_module(tiny_run("module.ema_decay=0.9", "logger=none", output_dir=tmp_path / "again"))
+    fresh = build_module(tiny_run(*RECIPE, "logger=none", output_dir=tmp_path / "again"))
     fresh.on_load_checkpoint(raw)
     fresh.load_state_dict(raw["state_dict"])
     torch.testing.assert_close(fresh.separator.model.state_dict()[name], live[name])
