@@ -93,6 +93,8 @@ class SeparationModule(L.LightningModule):
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise SepnetError(f"module.ema_decay is {ema_decay}; use a decay in (0, 1) such as 0.999, or null for no average")
         self.ema = WeightAverage(ema_decay) if ema_decay is not None else None
+        self._ema_step = -1  # the global step the average last took in
+        self._ema_swap = None  # the swap of the average's weights during validation
 
     def _frozen_submodule(self, name: str) -> nn.Module:
         try:
@@ -151,7 +153,9 @@ class SeparationModule(L.LightningModule):
         return terms["loss"]
 
     def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
-        if self.ema is not None:
+        # Once per optimiser step: with gradient accumulation a batch may end without one.
+        if self.ema is not None and self.global_step != self._ema_step:
+            self._ema_step = self.global_step
             self.ema.update(self.separator.model)
 
     # Validation scores the weight average; the trained weights come back before training goes on.
@@ -161,7 +165,7 @@ class SeparationModule(L.LightningModule):
             self._ema_swap.__enter__()
 
     def on_validation_epoch_end(self) -> None:
-        swap = getattr(self, "_ema_swap", None)
+        swap = self._ema_swap
         if swap is not None:
             self._ema_swap = None
             swap.__exit__(None, None, None)
