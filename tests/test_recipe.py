@@ -8,7 +8,7 @@ from conftest import compose_config
 
 from sepnet.checkpoints import checkpoint
 from sepnet.errors import SepnetError
-from sepnet.models import SharedMaskUNetCRNN, UNetCRNN
+from sepnet.models import CRNN, UNetCRNN
 from sepnet.models.registry import MODEL, RefusedConfig, build
 from sepnet.training.ema import WeightAverage
 from sepnet.training.losses import MaskedMagnitudeLoss, SpectralTargets
@@ -18,9 +18,9 @@ FOUR = ["bass", "drums", "other", "vocals"]
 RECIPE = ("model=shared_unet", "loss=magnitude", "module=ema")  # benchmarks/README.md "Recipe ablations"
 
 
-def shared(target_stems=FOUR, mask_activation="softmax", residual=False) -> SharedMaskUNetCRNN:
+def shared(target_stems=FOUR, mask_activation="softmax", residual=False) -> UNetCRNN:
     torch.manual_seed(0)
-    return SharedMaskUNetCRNN(target_stems, **SMALL, mask_activation=mask_activation, residual=residual)
+    return UNetCRNN(target_stems, **SMALL, mask_activation=mask_activation, residual=residual)
 
 
 # -- masks that share the mixture --
@@ -56,19 +56,28 @@ def test_shared_masks_train_every_parameter_and_keep_the_unet_parameter_names():
     x = torch.randn(2, 2, 64, 5, requires_grad=True)
     (model(x) * torch.randn(2, 4, 2, 64, 5)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
-    unet = UNetCRNN(FOUR, **SMALL)
+    torch.manual_seed(0)
+    unet = UNetCRNN(FOUR, **SMALL)  # the default: independent sigmoids, as before the option existed
+    assert unet.mask_activation == "sigmoid" and not unet.residual
     assert {k: v.shape for k, v in unet.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    logits = torch.randn(2, 4, 2, 64, 5)
+    torch.testing.assert_close(unet.masks_from_logits(logits), torch.sigmoid(logits))
+
+
+def test_a_plain_crnn_takes_the_mask_options_too():
+    model = CRNN(FOUR, **SMALL, mask_activation="softmax", residual=True)
+    torch.testing.assert_close(model(torch.randn(1, 2, 64, 3)).sum(1).le(1.0), torch.ones(1, 2, 64, 3, dtype=torch.bool))
 
 
 @pytest.mark.parametrize(
     ("arguments", "problem"),
     [
-        ({"mask_activation": "sigmoid", "residual": False}, "mask_activation must be one of softmax, normalised"),
+        ({"mask_activation": "tanh", "residual": False}, "mask_activation must be one of sigmoid, softmax, normalised"),
         ({"mask_activation": "normalised", "residual": True}, "residual: true needs mask_activation: softmax"),
     ],
 )
 def test_bad_mask_settings_are_one_line_naming_the_key(arguments, problem):
-    node = {"_target_": "sepnet.models.SharedMaskUNetCRNN", "target_stems": FOUR, **SMALL, **arguments}
+    node = {"_target_": "sepnet.models.UNetCRNN", "target_stems": FOUR, **SMALL, **arguments}
     node["encoder_channels"] = list(SMALL["encoder_channels"])
     with pytest.raises(RefusedConfig, match=problem):
         build(MODEL, node, "model")
@@ -81,10 +90,10 @@ def test_shared_unet_config_builds_through_the_registry_and_round_trips_a_checkp
 
     cfg = compose_config("train", ["model=shared_unet", "model.hidden_size=8", "model.num_layers=1"], tmp_path)
     separator = checkpoint.build_separator(cfg)
-    assert type(separator.model) is SharedMaskUNetCRNN and separator.model.mask_activation == "softmax"
+    assert type(separator.model) is UNetCRNN and separator.model.mask_activation == "softmax"
     state = write_fresh_checkpoint(cfg, tmp_path / "fresh.ckpt", seed=3, fill_statistics=0.0)
     loaded = checkpoint.load(tmp_path / "fresh.ckpt")
-    assert type(loaded.separator.model) is SharedMaskUNetCRNN
+    assert loaded.separator.model.mask_activation == "softmax" and loaded.config.model.hidden_size == 8
     for key, value in loaded.separator.state_dict().items():
         torch.testing.assert_close(value, state[f"separator.{key}"], msg=key)
     mixture = 0.1 * torch.randn(1, 2, 22050)
@@ -151,7 +160,7 @@ def test_the_recipe_trains_scores_and_saves_the_average_and_resumes_from_the_tra
     from sepnet.training.module import EMA_KEY
 
     module, summary = run_training(tiny_run(*RECIPE, "logger=none"))
-    assert type(module.separator.model) is SharedMaskUNetCRNN and module.ema.decay == 0.999
+    assert module.separator.model.mask_activation == "softmax" and module.ema.decay == 0.999
     assert summary["best_val_sdr"] is not None and summary["best_val_sdr"] == summary["best_val_sdr"]  # not NaN
     raw = checkpoint.read_checkpoint(summary["last_checkpoint"])
     trained = raw[EMA_KEY]["trained_weights"]

@@ -1,7 +1,6 @@
 """Mask-estimation networks: (batch, channels, bins, frames) -> masks (batch, stems, channels, bins, frames)."""
 
 from sepnet.models.crnn import CRNN
-from sepnet.models.shared_masks import SharedMaskUNetCRNN
 from sepnet.models.unet_crnn import MultiTaskUNetCRNN, UNetCRNN
 
-__all__ = ["CRNN", "MultiTaskUNetCRNN", "SharedMaskUNetCRNN", "UNetCRNN"]
+__all__ = ["CRNN", "MultiTaskUNetCRNN", "UNetCRNN"]
