@@ -4,7 +4,18 @@
     Conv2D encoder: stride 2 along frequency only, so every frame survives
     -> flatten (channels x bins) per frame -> Linear -> BiLSTM -> Linear
     -> ConvTranspose2D decoder back to full frequency resolution
-    -> sigmoid masks (batch, stems, channels, bins, frames) in [0, 1]
+    -> masks (batch, stems, channels, bins, frames) in [0, 1]: a sigmoid per stem, or
+       masks that share the mixture between the stems (``mask_activation``)
+
+Independent sigmoid masks may together take more than the whole mixture from a
+time-frequency bin (vocals 0.9 and other 0.8), or leave part of it unused, so the
+stems' estimates need not add up to the mixture. ``mask_activation: softmax``
+divides every bin between the stems (masks sum to 1; with ``residual: true`` an
+extra output, dropped from the result, takes what no target stem claims, so they
+sum to <= 1: needed where the targets do not cover the mixture, e.g. vocals
+only); ``normalised`` divides sigmoids by their sum where it exceeds 1. This is
+the mixture consistency Open-Unmix's Wiener filter and Demucs's and band-split
+models' outputs have.
 
 Time is never strided, so any frame count (odd ones too) passes through
 unchanged; the bin count must be divisible by ``2 ** len(encoder_channels)``.
@@ -21,6 +32,8 @@ import torch
 from torch import nn
 
 from sepnet.models.registry import register_model
+
+MASK_ACTIVATIONS = ("sigmoid", "softmax", "normalised")
 
 
 class EncoderBlock(nn.Module):
@@ -81,7 +94,7 @@ class RecurrentBottleneck(nn.Module):
 
 @register_model
 class CRNN(nn.Module):
-    """Conv2D encoder -> BiLSTM -> ConvTranspose2D decoder -> one sigmoid mask per target stem.
+    """Conv2D encoder -> BiLSTM -> ConvTranspose2D decoder -> one mask per target stem.
 
     Args:
         target_stems: stems the model estimates masks for, e.g. ``[vocals]`` or all four.
@@ -91,9 +104,16 @@ class CRNN(nn.Module):
         n_bins: frequency bins of the input (must divide by 2 ** len(encoder_channels)).
         audio_channels: waveform channels (2: stereo), used as the convolutions' input channels.
         dropout: between LSTM layers.
+        mask_activation: ``sigmoid`` (one per stem, independent), ``softmax`` (across the
+            stems: each bin divided between them) or ``normalised`` (sigmoids divided by
+            their sum where it exceeds 1).
+        residual: with ``softmax``, one more output takes what no target stem claims (the
+            target masks then sum to <= 1); required for a softmax over a single target.
 
-    No argument has a default: the sizes live in ``conf/model/*.yaml`` (where users
-    look and override them), and every checkpoint stores all of them.
+    The sizes have no default: they live in ``conf/model/*.yaml`` (where users look and
+    override them), and every checkpoint stores all of them. ``mask_activation`` and
+    ``residual`` default to what checkpoints written before they existed did (sigmoid,
+    no residual), so those still rebuild unchanged.
     """
 
     skip_connections = False
@@ -107,6 +127,8 @@ class CRNN(nn.Module):
         n_bins: int,
         audio_channels: int,
         dropout: float,
+        mask_activation: str = "sigmoid",
+        residual: bool = False,
     ):
         super().__init__()
         self.hidden_size = hidden_size
@@ -118,7 +140,16 @@ class CRNN(nn.Module):
             raise ValueError(f"n_bins={n_bins} must be divisible by 2**{len(encoder_channels)}={scale}")
         self.n_bins = n_bins
         self.audio_channels = audio_channels
-        n_outputs = len(self.target_stems) * audio_channels
+        if mask_activation not in MASK_ACTIVATIONS:
+            raise ValueError(f"mask_activation must be one of {', '.join(MASK_ACTIVATIONS)}, got '{mask_activation}'")
+        if residual and mask_activation != "softmax":
+            raise ValueError("residual: true needs mask_activation: softmax (the other masks may leave a rest already)")
+        if mask_activation == "softmax" and len(self.target_stems) == 1 and not residual:
+            raise ValueError("a softmax over one target stem is always 1: set residual: true")
+        self.mask_activation = mask_activation
+        self.residual = residual
+        # The residual's logits are one more stem's worth of outputs, dropped from the masks.
+        n_outputs = (len(self.target_stems) + int(residual)) * audio_channels
 
         widths = [audio_channels, *encoder_channels]
         self.encoder = nn.ModuleList(EncoderBlock(a, b) for a, b in itertools.pairwise(widths))
@@ -161,8 +192,18 @@ class CRNN(nn.Module):
         deepest, skips = self.encode(x)
         deepest, sequence = self.bottleneck(deepest)
         logits = self.decode(deepest, skips)
-        masks = torch.sigmoid(logits).reshape(batch, len(self.target_stems), channels, bins, frames)
+        masks = self.masks_from_logits(logits.reshape(batch, -1, channels, bins, frames))
         return masks, sequence
+
+    def masks_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Decoder logits (B, stems [+ residual], C, F, T) -> masks (B, stems, C, F, T) in [0, 1]."""
+        if self.mask_activation == "softmax":
+            # In float32: under bf16 autocast the sum over stems would drift from 1.
+            return torch.softmax(logits.float(), dim=1)[:, : len(self.target_stems)]
+        masks = torch.sigmoid(logits)
+        if self.mask_activation == "normalised":
+            masks = masks / masks.sum(dim=1, keepdim=True).clamp(min=1.0)
+        return masks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""

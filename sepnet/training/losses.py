@@ -181,3 +181,35 @@ class MagnitudeL1Loss(nn.Module):
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         estimate = masks.float() * targets.mixture_magnitude.float()[:, None]
         return F.l1_loss(estimate, targets.target_magnitudes.float())
+
+
+class MaskedMagnitudeLoss(nn.Module):
+    """Distance between masked mixture magnitudes ``M · |X|`` and the target stems' ``|S|``, level-free.
+
+    Open-Unmix's training loss (MSE on magnitudes), closer to the SDR than a loss on
+    the masks: a mask error counts in proportion to the energy it moves. Each
+    example's error is divided by its mixture's mean magnitude (``l1``) or mean power
+    (``mse``), so a quiet song counts as much as a loud one and the loss does not
+    depend on the recording's level.
+
+    Args:
+        norm: ``l1`` (mean absolute error) or ``mse`` (mean squared error).
+    """
+
+    NORMS = ("l1", "mse")
+
+    def __init__(self, norm: str = "l1"):
+        super().__init__()
+        if norm not in self.NORMS:
+            raise ValueError(f"loss.norm must be one of {', '.join(self.NORMS)}, got '{norm}'")
+        self.norm = norm
+
+    @without_autocast
+    def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
+        mixture = targets.mixture_magnitude.float()[:, None]  # (B, 1, C, F, T)
+        error = masks.float() * mixture - targets.target_magnitudes.float()
+        if self.norm == "l1":
+            per_example, scale = error.abs().mean(dim=(1, 2, 3, 4)), mixture.mean(dim=(1, 2, 3, 4))
+        else:
+            per_example, scale = error.square().mean(dim=(1, 2, 3, 4)), mixture.square().mean(dim=(1, 2, 3, 4))
+        return (per_example / (scale + IRM_EPS)).mean()

@@ -18,14 +18,18 @@ import torch
 from torch import nn
 
 from sepnet import __version__
-from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY
+from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, SEPARATOR_PREFIX
 from sepnet.errors import SepnetError
 from sepnet.evaluation.metrics import chunk_sdr
 from sepnet.models.separator import Separator
+from sepnet.training.ema import WeightAverage
 from sepnet.training.losses import SpectralTargets
 from sepnet.training.schedules import Schedule
 
-__all__ = ["CHECKPOINT_KEY", "Freeze", "SeparationModule"]
+__all__ = ["CHECKPOINT_KEY", "EMA_KEY", "Freeze", "SeparationModule"]
+
+EMA_KEY = "sepnet_ema"
+"""Where a checkpoint of a run with ``module.ema_decay`` keeps the trained (not averaged) weights."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class SeparationModule(L.LightningModule):
         freeze: the ``freeze`` node; ``freeze.modules`` names submodules of the model to freeze
             (``encoder``, ``bottleneck.lstm``): their parameters get no gradient, stay out of the optimiser, and the
             submodules stay in eval mode (BatchNorm statistics and dropout frozen too).
+        ema_decay: keep an exponential moving average of the model's weights with this decay per
+            optimiser step (:mod:`sepnet.training.ema`); None: no average. Validation scores the
+            average, and checkpoints hold it as their weights (what evaluate, separate, merge and
+            init.pretrained load), with the trained weights kept aside for resuming.
     """
 
     def __init__(
@@ -61,6 +69,7 @@ class SeparationModule(L.LightningModule):
         run_config: dict | None = None,
         lineage: dict | None = None,
         freeze: Freeze | None = None,
+        ema_decay: float | None = None,
     ):
         super().__init__()
         self.separator = separator
@@ -81,6 +90,11 @@ class SeparationModule(L.LightningModule):
         for submodule in self.frozen:
             submodule.requires_grad_(False)
             submodule.eval()
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise SepnetError(f"module.ema_decay is {ema_decay}; use a decay in (0, 1) such as 0.999, or null for no average")
+        self.ema = WeightAverage(ema_decay) if ema_decay is not None else None
+        self._ema_step = -1  # the global step the average last took in
+        self._ema_swap = None  # the swap of the average's weights during validation
 
     def _frozen_submodule(self, name: str) -> nn.Module:
         try:
@@ -138,6 +152,24 @@ class SeparationModule(L.LightningModule):
             self.log(f"train/{name}", value, batch_size=batch_size)
         return terms["loss"]
 
+    def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
+        # Once per optimiser step: with gradient accumulation a batch may end without one.
+        if self.ema is not None and self.global_step != self._ema_step:
+            self._ema_step = self.global_step
+            self.ema.update(self.separator.model)
+
+    # Validation scores the weight average; the trained weights come back before training goes on.
+    def on_validation_epoch_start(self) -> None:
+        if self.ema is not None:
+            self._ema_swap = self.ema.swapped_in(self.separator.model)
+            self._ema_swap.__enter__()
+
+    def on_validation_epoch_end(self) -> None:
+        swap = self._ema_swap
+        if swap is not None:
+            self._ema_swap = None
+            swap.__exit__(None, None, None)
+
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
         outputs = self.forward_batch(batch)
         masks, mixture_spec = outputs["masks"], outputs["mixture_spec"]
@@ -189,3 +221,21 @@ class SeparationModule(L.LightningModule):
             "epoch": self.current_epoch,
             "version": __version__,
         }
+        if self.ema is not None and self.ema.shadow:
+            # The average becomes the checkpoint's weights; the trained ones are kept for resuming.
+            state = checkpoint["state_dict"]
+            prefix = f"{SEPARATOR_PREFIX}model."
+            trained = {name: state[prefix + name] for name in self.ema.shadow}
+            state.update({prefix + name: value.detach().clone() for name, value in self.ema.shadow.items()})
+            checkpoint[EMA_KEY] = {"trained_weights": trained, "updates": self.ema.updates, "decay": self.ema.decay}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming a run with an average: train on from the trained weights, the average from the stored one."""
+        stored = checkpoint.get(EMA_KEY)
+        if stored is None or self.ema is None:
+            return  # no average kept (or not wanted): the checkpoint's weights are the start
+        state = checkpoint["state_dict"]
+        prefix = f"{SEPARATOR_PREFIX}model."
+        shadow = {name: state[prefix + name].clone() for name in stored["trained_weights"]}
+        self.ema.load_state_dict({"updates": stored["updates"], "shadow": shadow})
+        state.update({prefix + name: value for name, value in stored["trained_weights"].items()})
