@@ -132,8 +132,8 @@ CHAIN: tuple[Step, ...] = (
 
 
 @cache
-def experiment_parent(name: str) -> str | None:
-    """``init.from_run`` of ``experiment=<name>`` as composed by Hydra (inherited experiments included)."""
+def experiment_init(name: str) -> tuple[str | None, bool]:
+    """``(init.from_run, init.strict)`` of ``experiment=<name>`` as composed by Hydra (inherited experiments included)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -143,7 +143,21 @@ def experiment_parent(name: str) -> str | None:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="train", overrides=[f"experiment={name}"])
     parent = cfg.init.get("from_run")
-    return str(parent) if parent else None
+    return (str(parent) if parent else None), bool(cfg.init.get("strict", True))
+
+
+def experiment_parent(name: str) -> str | None:
+    """``init.from_run`` of ``experiment=<name>``."""
+    return experiment_init(name)[0]
+
+
+def loads_whole_parent(step: Step) -> bool:
+    """A train step that starts from all of its parent's weights (``init.strict=true``): a fine-tune.
+
+    A partial load (``init.strict=false``, e.g. four stems -> vocals) re-learns the layers whose
+    shapes changed, so budgets train it as a run from scratch."""
+    parent, strict = experiment_init(step.name) if step.kind == TRAIN else (None, True)
+    return parent is not None and strict
 
 
 def step_parents(step: Step) -> tuple[str, ...]:

@@ -28,11 +28,20 @@ from sepnet.checkpoints.parents import BEST, resolve_run_checkpoint
 from sepnet.errors import SepnetError
 from sepnet.evaluation.lineage_drawing import write_lineage
 from sepnet.evaluation.tables import markdown_table, write_csv
-from sepnet.reproduction.chain import CHAIN, EVALUATE, MERGE, TRAIN, Step, documented_sdr, step_parents
+from sepnet.reproduction.chain import (
+    CHAIN,
+    EVALUATE,
+    MERGE,
+    TRAIN,
+    Step,
+    documented_sdr,
+    loads_whole_parent,
+    step_parents,
+)  # fmt: skip
 from sepnet.reproduction.claims import check_claims
 
 FINE_TUNE = "fine_tune"
-"""A budget's overrides for train steps that start from a parent, after its ``train`` ones."""
+"""A budget's overrides for train steps that start from all of a parent's weights, after its ``train`` ones."""
 STAMP = "%Y-%m-%d_%H-%M-%S"
 """Run folder names, as Hydra's (``init.from_run`` takes the newest by name)."""
 
@@ -144,7 +153,7 @@ class ChainRunner:
         return [
             *self.module("train"), f"experiment={step.name}", f"paths.outputs_root={hydra_value(self.root)}",
             f"hydra.run.dir={hydra_value(out)}", *self.overrides["data"], *self.overrides["train"],
-            *(self.overrides[FINE_TUNE] if step_parents(step) else []),
+            *(self.overrides[FINE_TUNE] if loads_whole_parent(step) else []),
         ]
 
     def merge_command(self, step: Step, out: Path) -> list[str]:
