@@ -581,7 +581,7 @@ def test_readme_train_commands_compose_and_options_stand_anywhere(tmp_path):
     assert not (tmp_path / "shown").exists()  # shown, not run
     result = run_entry_point(*readme_command(NEXT_STEPS, "sepnet.train", "--help"), "model=large")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "model: crnn, large, unet_crnn, unet_crnn_mtl" in result.stdout
+    assert "model: crnn, large, shared_unet, unet_crnn, unet_crnn_mtl" in result.stdout
 
 
 @pytest.mark.parametrize(
