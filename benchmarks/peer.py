@@ -52,6 +52,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from same_budget import overrides as yaml_overrides
+from same_budget import write_readme
 
 CONFIG = HERE / "peer.yaml"
 README = HERE / "README.md"
@@ -332,14 +333,6 @@ def table(rows: list[dict], budget: dict, data: str) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    readme = README.read_text()
-    if START not in readme or END not in readme:
-        raise SystemExit(f"{README} has no {START} ... {END} markers to write the table between")
-    head, rest = readme.split(START, 1)
-    README.write_text(f"{head}{START}\n{text}\n{END}{rest.split(END, 1)[1]}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=CONFIG)
@@ -386,7 +379,7 @@ def main() -> None:
     print(text)
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (timings are this machine's, now)")
     if args.write:
-        write_readme(text)
+        write_readme(text, START, END)
         print(f"table written to {README}")
 
 

@@ -100,12 +100,13 @@ def table(results: list[dict], budget: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
+def write_readme(text: str, start: str = START, end: str = END) -> None:
+    """Put ``text`` between the ``start`` and ``end`` markers of benchmarks/README.md."""
     readme = README.read_text()
-    if START not in readme or END not in readme:
-        raise SystemExit(f"{README} has no {START} ... {END} markers to write the table between")
-    head, rest = readme.split(START, 1)
-    README.write_text(f"{head}{START}\n{text}\n{END}{rest.split(END, 1)[1]}")
+    if start not in readme or end not in readme:
+        raise SystemExit(f"{README} has no {start} ... {end} markers to write the table between")
+    head, rest = readme.split(start, 1)
+    README.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
 
 
 def main() -> None:
