@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from sepnet.checkpoints import checkpoint
 from sepnet.evaluation.metrics import chunk_sdr
 from sepnet.train import build_module, run_training
-from sepnet.training.losses import FocalMaskLoss, MagnitudeL1Loss, MaskBCELoss
+from sepnet.training.losses import FocalMaskLoss, MagnitudeL1Loss, MaskBCELoss, MaskedMagnitudeLoss, MaskedSpectrumLoss
 
 BANNED_NAMES = {"binary_cross_entropy", "aten::binary_cross_entropy"}
 
@@ -129,6 +129,9 @@ LOSSES = {
     "focal-classic": FocalMaskLoss(modulation="classic", alpha=0.25),
     "focal-gamma0": FocalMaskLoss(gamma=0.0),
     "l1": MagnitudeL1Loss(),
+    "magnitude-mse": MaskedMagnitudeLoss("mse"),
+    "spectrum-mse": MaskedSpectrumLoss("mse"),
+    "spectrum-l1-mixed": MaskedSpectrumLoss("l1", magnitude_weight=0.5),
 }
 
 

@@ -176,11 +176,12 @@ def test_gpu_smoke_installs_only_what_the_image_lacks_and_keeps_its_torch(tmp_pa
 
 @pytest.mark.slow
 def test_peer_tabulates_open_unmix_and_each_sepnet_run_with_finite_numbers(tiny_data_root, tmp_path):
-    """benchmarks/peer.py at toy size: a tiny Open-Unmix beside a tiny sepnet recipe, 2 steps each."""
+    """benchmarks/peer.py at toy size: a tiny Open-Unmix beside peer.yaml's own recipe row, shrunk, 2 steps each."""
     import math
 
     config = yaml.safe_load((BENCHMARKS / "peer.yaml").read_text())
-    config["runs"] = {"crnn": ["model=crnn", "model.hidden_size=16", "model.num_layers=1", "model.encoder_channels=[4,8,8]"]}
+    shrink = ["model.hidden_size=16", "model.num_layers=1", "model.encoder_channels=[4,8,8]"]
+    config["runs"] = {"crnn": [*config["runs"]["sepnet_recipe"], *shrink]}  # its overrides (bf16 autocast too)
     (tmp_path / "peer.yaml").write_text(yaml.safe_dump(config))
     out = run_benchmark(
         "peer.py", "--config", str(tmp_path / "peer.yaml"), "--out", str(tmp_path / "out"),

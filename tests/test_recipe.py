@@ -11,7 +11,7 @@ from sepnet.errors import SepnetError
 from sepnet.models import CRNN, UNetCRNN
 from sepnet.models.registry import MODEL, RefusedConfig, build
 from sepnet.training.ema import WeightAverage
-from sepnet.training.losses import MaskedMagnitudeLoss, SpectralTargets
+from sepnet.training.losses import MaskedMagnitudeLoss, MaskedSpectrumLoss, SpectralTargets
 
 SMALL = {"hidden_size": 8, "num_layers": 1, "encoder_channels": (4, 8, 8), "n_bins": 64, "audio_channels": 2, "dropout": 0.0}
 FOUR = ["bass", "drums", "other", "vocals"]
@@ -129,6 +129,43 @@ def test_magnitude_loss_values_on_a_constructed_case():
     torch.testing.assert_close(MaskedMagnitudeLoss("mse")(zero, targets), mse)
     with pytest.raises(ValueError, match="loss.norm must be one of l1, mse"):
         MaskedMagnitudeLoss("l2")
+
+
+# -- the spectrum (phase-sensitive) loss --
+@pytest.mark.parametrize("norm", MaskedSpectrumLoss.NORMS)
+def test_spectrum_loss_is_zero_where_the_mask_reproduces_the_stems_and_level_free(norm):
+    """Stems that are real multiples of the mixture are reproduced exactly by a real mask."""
+    g = torch.Generator().manual_seed(0)
+    mixture = torch.randn(2, 2, 16, 5, dtype=torch.complex64, generator=g)
+    shares = torch.softmax(torch.randn(2, 4, 2, 16, 5, generator=g), dim=1)
+    targets = SpectralTargets.from_spectrograms(shares * mixture[:, None], [0, 1, 2, 3], mixture)
+    loss = MaskedSpectrumLoss(norm)
+    assert loss(shares, targets).item() == pytest.approx(0.0, abs=1e-6)
+    masks = torch.rand(2, 4, 2, 16, 5, generator=torch.Generator().manual_seed(1))
+    louder = SpectralTargets.from_spectrograms(30.0 * shares * mixture[:, None], [0, 1, 2, 3], 30.0 * mixture)
+    assert loss(masks, targets).item() == pytest.approx(loss(masks, louder).item(), rel=1e-4)
+
+
+def test_spectrum_loss_counts_phase_and_adds_the_magnitude_term():
+    """A stem in quadrature with the mixture has |S|/|X| as its magnitude-ideal mask but Re(S/X) = 0."""
+    g = torch.Generator().manual_seed(0)
+    mixture = torch.randn(1, 2, 16, 5, dtype=torch.complex64, generator=g)
+    stems = torch.stack([0.5j * mixture, mixture - 0.5j * mixture], dim=1)  # (1, 2, C, F, T), sum = mixture
+    targets = SpectralTargets.from_spectrograms(stems, [0, 1], mixture)
+    magnitude_ideal = targets.target_magnitudes / targets.mixture_magnitude[:, None]
+    assert MaskedMagnitudeLoss("mse")(magnitude_ideal, targets).item() == pytest.approx(0.0, abs=1e-6)
+    phase_aware = (stems / mixture[:, None]).real  # [0, 1]: the error left is the quadrature part only
+    spectrum = MaskedSpectrumLoss("mse")
+    assert spectrum(phase_aware, targets) < spectrum(magnitude_ideal, targets)
+    # error |0.5j X|^2 + |-0.5j X|^2 = 0.5 |X|^2 per bin, over 2 stems -> 0.25 x mean |X|^2
+    assert spectrum(phase_aware, targets).item() == pytest.approx(0.25, rel=1e-4)
+    mixed = MaskedSpectrumLoss("mse", magnitude_weight=0.5)
+    expected = spectrum(phase_aware, targets) + 0.5 * MaskedMagnitudeLoss("mse")(phase_aware, targets)
+    torch.testing.assert_close(mixed(phase_aware, targets), expected)
+    with pytest.raises(ValueError, match="loss.magnitude_weight must be >= 0"):
+        MaskedSpectrumLoss("mse", magnitude_weight=-1.0)
+    with pytest.raises(ValueError, match="needs complex spectra"):
+        spectrum(phase_aware, SpectralTargets(targets.ideal_masks, targets.target_magnitudes, targets.mixture_magnitude))
 
 
 # -- the weight average --
