@@ -1,4 +1,4 @@
-# sepnet: `make train` trains the default model on the embedded data; `make test` runs the tests;
+# sepnet: `make train` trains sepnet's recipe on the embedded data; `make test` runs the tests;
 # `make reproduce` runs the research log's chain (train, fine-tune, merge, sweep, evaluate) at a smoke budget.
 # Both create .venv (torch pinned to the CPU wheel 2.13.0) and install sepnet into it first.
 PYTHON ?= python3.11
@@ -31,8 +31,11 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "sepnet needs$$missing: install it (e.g. sudo apt-get install$$missing)"; exit 1; fi
 
+# The main job is sepnet's recipe (experiments/sepnet_recipe.yaml); ARGS add overrides to it.
+# RECIPE= trains conf/train.yaml's defaults instead: the research log's standard CRNN.
+RECIPE ?= experiment=sepnet_recipe
 train: $(INSTALLED)
-	$(BIN)/python -m sepnet.train $(ARGS)
+	$(BIN)/python -m sepnet.train $(RECIPE) $(ARGS)
 
 # The research log's whole chain at the smoke budget (ARGS='reproduce.budget=full' for the real one).
 reproduce: $(INSTALLED)
