@@ -1,6 +1,6 @@
 """Open-Unmix beside sepnet's recipes: the same budget, data and seed, scored the same way, in one run.
 
-    python benchmarks/peer.py                               # peer + every run of peer.yaml (~30+ min on 2 cores)
+    python benchmarks/peer.py                               # peer + every run of peer.yaml (~65 min on 2 cores)
     python benchmarks/peer.py --runs open-unmix large       # some rows only
     python benchmarks/peer.py --steps 20 --batch 4          # another budget (chunk: --chunk-seconds)
     python benchmarks/peer.py --data /path/to/musdb18hq     # any MUSDB18-HQ-layout folder (default: the embedded set)

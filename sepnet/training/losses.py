@@ -225,10 +225,11 @@ class MaskedSpectrumLoss(nn.Module):
     The phase-sensitive loss (Erdogan et al. 2015): unlike a magnitude loss it counts
     the error the mixture's phase leaves, so its best real mask is ``Re(S / X)``
     (smaller where the stem's phase differs from the mixture's), not ``|S| / |X|``.
-    By Parseval (the STFT is a tight frame at sepnet's hann window and hop) the
-    squared error is the error energy of the separated waveforms, the denominator of
-    the SDR; band-split and Demucs-style separators train on this spectrum or
-    waveform error. ``magnitude_weight`` adds :class:`MaskedMagnitudeLoss`'s term
+    The STFT with sepnet's hann window at hop n_fft/4 is a tight frame, so by Parseval
+    the squared error is, up to a constant, an upper bound on the error energy of the
+    separated waveforms (equal where the masked spectrum is a consistent STFT), the
+    denominator of the SDR; band-split and Demucs-style separators train on this
+    spectrum or waveform error. ``magnitude_weight`` adds :class:`MaskedMagnitudeLoss`'s term
     (same norm), so the two can be mixed. Each example's error is divided by its
     mixture's mean power (``mse``) or mean magnitude (``l1``): level-free.
 
