@@ -82,6 +82,31 @@ def checked_weighting(weighting: str) -> str:
     return weighting
 
 
+LEVEL_FREE_NORMS = ("l1", "mse")
+
+
+def checked_norm(norm: str) -> str:
+    """``norm`` if :func:`level_free_mean` knows it, else a ValueError naming the choices."""
+    if norm not in LEVEL_FREE_NORMS:
+        raise ValueError(f"loss.norm must be one of {', '.join(LEVEL_FREE_NORMS)}, got '{norm}'")
+    return norm
+
+
+def level_free_mean(error: torch.Tensor, mixture_magnitude: torch.Tensor, norm: str) -> torch.Tensor:
+    """Mean over examples of each example's error over its mixture's level.
+
+    Args:
+        error: (batch, stems, channels, bins, frames) error moduli, >= 0.
+        mixture_magnitude: |X| (batch, channels, bins, frames).
+        norm: ``l1`` (mean error / mean |X|) or ``mse`` (mean error² / mean |X|²).
+    """
+    if norm == "l1":
+        per_example, scale = error.mean(dim=(1, 2, 3, 4)), mixture_magnitude.mean(dim=(1, 2, 3))
+    else:
+        per_example, scale = error.square().mean(dim=(1, 2, 3, 4)), mixture_magnitude.square().mean(dim=(1, 2, 3))
+    return (per_example / (scale + IRM_EPS)).mean()
+
+
 def without_autocast(forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """Run a loss's ``forward(masks, ...)`` with autocast disabled on the masks' device.
 
@@ -200,23 +225,17 @@ class MaskedMagnitudeLoss(nn.Module):
         norm: ``l1`` (mean absolute error) or ``mse`` (mean squared error).
     """
 
-    NORMS = ("l1", "mse")
+    NORMS = LEVEL_FREE_NORMS
 
     def __init__(self, norm: str = "l1"):
         super().__init__()
-        if norm not in self.NORMS:
-            raise ValueError(f"loss.norm must be one of {', '.join(self.NORMS)}, got '{norm}'")
-        self.norm = norm
+        self.norm = checked_norm(norm)
 
     @without_autocast
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
-        mixture = targets.mixture_magnitude.float()[:, None]  # (B, 1, C, F, T)
-        error = masks.float() * mixture - targets.target_magnitudes.float()
-        if self.norm == "l1":
-            per_example, scale = error.abs().mean(dim=(1, 2, 3, 4)), mixture.mean(dim=(1, 2, 3, 4))
-        else:
-            per_example, scale = error.square().mean(dim=(1, 2, 3, 4)), mixture.square().mean(dim=(1, 2, 3, 4))
-        return (per_example / (scale + IRM_EPS)).mean()
+        mixture = targets.mixture_magnitude.float()
+        error = masks.float() * mixture[:, None] - targets.target_magnitudes.float()
+        return level_free_mean(error.abs(), mixture, self.norm)
 
 
 class MaskedSpectrumLoss(nn.Module):
@@ -238,15 +257,13 @@ class MaskedSpectrumLoss(nn.Module):
         magnitude_weight: weight of the masked-magnitude term added to it (0: none).
     """
 
-    NORMS = ("l1", "mse")
+    NORMS = LEVEL_FREE_NORMS
 
     def __init__(self, norm: str = "mse", magnitude_weight: float = 0.0):
         super().__init__()
-        if norm not in self.NORMS:
-            raise ValueError(f"loss.norm must be one of {', '.join(self.NORMS)}, got '{norm}'")
+        self.norm = checked_norm(norm)
         if magnitude_weight < 0:
             raise ValueError(f"loss.magnitude_weight must be >= 0, got {magnitude_weight}")
-        self.norm = norm
         self.magnitude_weight = magnitude_weight
         self.magnitude = MaskedMagnitudeLoss(norm)
 
@@ -256,12 +273,7 @@ class MaskedSpectrumLoss(nn.Module):
             raise ValueError("MaskedSpectrumLoss needs complex spectra: build the targets with SpectralTargets.from_spectrograms")
         mixture = targets.mixture_spectrum.to(torch.complex64)[:, None]  # (B, 1, C, F, T)
         error = (masks.float() * mixture - targets.target_spectra.to(torch.complex64)).abs()
-        mixture_magnitude = targets.mixture_magnitude.float()
-        if self.norm == "l1":
-            per_example, scale = error.mean(dim=(1, 2, 3, 4)), mixture_magnitude.mean(dim=(1, 2, 3))
-        else:
-            per_example, scale = error.square().mean(dim=(1, 2, 3, 4)), mixture_magnitude.square().mean(dim=(1, 2, 3))
-        loss = (per_example / (scale + IRM_EPS)).mean()
+        loss = level_free_mean(error, targets.mixture_magnitude.float(), self.norm)
         if self.magnitude_weight:
             loss = loss + self.magnitude_weight * self.magnitude(masks, targets)
         return loss
