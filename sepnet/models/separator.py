@@ -8,6 +8,7 @@ sees them, and ``evaluate``/``separate`` pass the ``conf/inference`` values in.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,12 @@ class Separator(nn.Module):
             masks = masks.masked_fill(masks < settings.threshold, 0.0)
         return masks
 
+    def _model_arithmetic(self, device_type: str):
+        """The context the mask model runs in: bf16 autocast for ``precision="bf16"``, else nothing."""
+        if self.inference.precision == "bf16":
+            return torch.autocast(device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def raw_masks(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, samples) mixture -> (masks (B, S, C, F, frames), mixture STFT (B, C, F, frames)).
 
@@ -81,11 +88,9 @@ class Separator(nn.Module):
         score, so the inference knobs never reach the loss.
         """
         model_input, mixture_spec = self.front_end(mixture)
-        if self.inference.precision == "bf16":
-            with torch.autocast(model_input.device.type, dtype=torch.bfloat16):
-                masks = self.model(model_input)
-            return masks.float(), mixture_spec
-        return self.model(model_input), mixture_spec
+        with self._model_arithmetic(model_input.device.type):
+            masks = self.model(model_input)
+        return masks.float(), mixture_spec
 
     def raw_masks_multitask(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As :meth:`raw_masks`, plus the rhythm head's beat logits (B, frames); needs ``model.forward_multitask``."""
@@ -98,18 +103,47 @@ class Separator(nn.Module):
         return self.front_end.istft(masks.float() * mixture_spec[:, None], length)
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, samples) mixture -> (batch, stems, channels, samples) estimates."""
+        """(batch, channels, samples) mixture -> (batch, stems, channels, samples) estimates.
+
+        In eval mode a model with ``bottleneck_features`` (every CRNN) separates chunk by
+        chunk around one batched recurrent pass (:meth:`_forward_chunkwise`): the same
+        estimates, with memory following one chunk instead of the batch.
+        """
         length = mixture.shape[-1]
         # The centred STFT reflects n_fft/2 samples at each end; shorter inputs are zero-padded.
         shortfall = self.front_end.n_fft // 2 + 1 - length
         if shortfall > 0:
             mixture = torch.nn.functional.pad(mixture, (0, shortfall))
+        if not self.training and hasattr(self.model, "bottleneck_features"):
+            return self._forward_chunkwise(mixture)[..., :length]
         masks, mixture_spec = self.raw_masks(mixture)
+        return self._estimates(masks, mixture_spec, mixture.shape[-1])[..., :length]
+
+    def _forward_chunkwise(self, mixture: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the full-resolution stages one batch item at a time.
+
+        STFT, encoder, decoder, masking and iSTFT see ``(1, ...)`` tensors (about 30 MB
+        each for a 10 s chunk); only the recurrent bottleneck sees the whole batch, which is
+        where batching pays (``CRNN.bottleneck_features``). (B, C, n) -> (B, S, C, n).
+        """
+        device = mixture.device.type
+        fronts = [self.front_end(item) for item in mixture.split(1)]  # (model input, STFT) per item
+        with self._model_arithmetic(device):
+            features = self.model.bottleneck_features([model_input for model_input, _ in fronts])
+        estimates = []
+        for (model_input, spec), item_features in zip(fronts, features.split(1)):
+            with self._model_arithmetic(device):
+                masks = self.model.masks_from_features(model_input, item_features)
+            estimates.append(self._estimates(masks.float(), spec, mixture.shape[-1]))
+        return torch.cat(estimates)
+
+    def _estimates(self, masks: torch.Tensor, mixture_spec: torch.Tensor, samples: int) -> torch.Tensor:
+        """Raw masks (B, S, C, F, frames) -> post-processed, optionally Wiener-filtered waveforms (B, S, C, samples)."""
         masks = self.postprocess(masks)
         iterations = self.inference.wiener_iters
         if iterations <= 0:
-            return self.apply_masks(masks, mixture_spec, mixture.shape[-1])[..., :length]
+            return self.apply_masks(masks, mixture_spec, samples)
         # Models that leave stems out get the residual as an extra Wiener source.
         residual = not set(STEMS) <= set(self.target_stems)
         spec = wiener(masks.float() * mixture_spec[:, None], mixture_spec, iterations, residual=residual)
-        return self.front_end.istft(spec, mixture.shape[-1])[..., :length]
+        return self.front_end.istft(spec, samples)
