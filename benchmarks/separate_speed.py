@@ -10,7 +10,7 @@ the embedded generator (:func:`sepnet.data.synthetic.generate_track`, rendered a
 each, seeds unseen in training) whose stems are kept as references. Rows, each in a fresh process
 so peak RSS is its own:
 
-- ``sepnet fp32`` / ``sepnet bf16``: ``sepnet.separate.run_separation`` (the entry point's code:
+- ``sepnet fp32`` / ``sepnet bf16``: ``sepnet.separate.separate`` (the entry point's function:
   streaming read, soxr resampling to the model's rate, chunked overlap-add, resampling back,
   streaming write of every stem) with ``separate.precision=fp32`` / ``bf16``;
 - ``open-unmix``: four ``openunmix.model.OpenUnmix`` of the peer's size (hidden 512, fresh
@@ -141,14 +141,14 @@ def measure(ckpt: str, audio: str, out: str, overrides: list[str]) -> dict:
     from omegaconf import open_dict
 
     from sepnet.app.configs import CONFIG_DIR
-    from sepnet.separate import run_separation
+    from sepnet.separate import separate
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("separate", overrides=[f"ckpt={ckpt}", f"input={audio}", f"out={out}", *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = out
     start = time.perf_counter()
-    run_separation(cfg)
+    separate(cfg)  # the entry point's function: its allocator setting included
     wall = time.perf_counter() - start
     seconds = sf.info(audio).duration
     return {"audio_seconds": seconds, "wall_seconds": wall, "rtf": seconds / wall, "peak_rss_mib": peak_rss_mib(),

@@ -26,6 +26,7 @@ if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait po
 
 from omegaconf import DictConfig
 
+from sepnet.app.allocator import keep_freed_memory
 from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.errors import exit_on_user_error
 from sepnet.evaluation.evaluator import bind_checkpoint, resolve_gain, run_evaluation, summary_markdown
@@ -36,6 +37,7 @@ __all__ = ["bind_checkpoint", "evaluate", "main", "resolve_gain", "run_evaluatio
 @exit_on_user_error
 def evaluate(cfg: DictConfig) -> float:
     """Evaluate as ``cfg`` says; returns the mean over stems of the median SDR (NaN if nothing scored)."""
+    keep_freed_memory()
     return run_evaluation(cfg)["sdr"]
 
 

@@ -39,6 +39,7 @@ if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait po
 
 from omegaconf import DictConfig
 
+from sepnet.app.allocator import keep_freed_memory
 from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.dsp.separation import (  # re-exported: the entry point's public names
     ACCOMPANIMENT,
@@ -62,6 +63,7 @@ __all__ = [
 @exit_on_user_error
 def separate(cfg: DictConfig) -> int:
     """Separate as ``cfg`` says; returns the number of files written."""
+    keep_freed_memory()
     return len(run_separation(cfg))
 
 

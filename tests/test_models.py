@@ -81,7 +81,8 @@ def test_training_masks_are_the_separators_raw_masks_whatever_the_inference_knob
     with torch.no_grad():
         plain_masks, spec = separator.raw_masks(mixture)
         plain = separator(mixture)
-        assert torch.allclose(plain, separator.apply_masks(plain_masks, spec, 640))
+        # (eval mode separates chunk by chunk: the same estimates up to float rounding)
+        torch.testing.assert_close(plain, separator.apply_masks(plain_masks, spec, 640), atol=1e-6, rtol=1e-5)
         separator.inference = InferenceSettings(mask_scale=3.0, threshold=0.5)
         knob_masks, _ = separator.raw_masks(mixture)
         assert torch.equal(knob_masks, plain_masks)
@@ -97,3 +98,52 @@ def test_multitask_signature_lists_every_argument_with_its_type():
     assert parameters == [*inspect.signature(CRNN.__init__).parameters, "head_size", "head_dropout"]
     hints = typing.get_type_hints(MultiTaskUNetCRNN.__init__)
     assert hints["hidden_size"] is int and hints["head_size"] is int and hints["head_dropout"] is float
+
+
+def small_separator(model):
+    from sepnet.dsp.frontend import SpectralFrontEnd
+    from sepnet.models.separator import Separator
+
+    return Separator(SpectralFrontEnd(n_fft=126, hop_length=32, n_bins=64), model).eval()
+
+
+@pytest.mark.parametrize(
+    "model",
+    [CRNN(STEMS4 := ["bass", "drums", "other", "vocals"], **SMALL),
+     UNetCRNN(STEMS4, **SMALL),
+     UNetCRNN(STEMS4, **SMALL, mask_activation="softmax"),
+     MultiTaskUNetCRNN(["vocals"], **SMALL, **HEAD)],
+    ids=["crnn", "unet", "unet-softmax", "unet-mtl"],
+)
+@pytest.mark.parametrize("samples", [640, 40])  # 40: shorter than the STFT's reflection padding
+def test_chunkwise_inference_gives_the_batched_forwards_estimates(model, samples):
+    """In eval mode a CRNN separates chunk by chunk around one batched BiLSTM pass; the estimates are unchanged."""
+    from sepnet.models.separator import InferenceSettings
+
+    torch.manual_seed(0)
+    separator = small_separator(model)
+    mixture = torch.randn(3, 2, samples)
+    with torch.no_grad():
+        for settings in (InferenceSettings(), InferenceSettings(mask_scale=1.5, threshold=0.1, wiener_iters=1)):
+            separator.inference = settings
+            chunkwise = separator(mixture)
+            separator.training = True  # the Separator's own flag only: the model stays in eval mode
+            batched = separator(mixture)
+            separator.training = False
+            assert chunkwise.shape == (3, len(model.target_stems), 2, samples)
+            torch.testing.assert_close(chunkwise, batched, atol=1e-5, rtol=1e-4)
+
+
+def test_chunkwise_inference_batches_only_the_recurrent_stage():
+    model = UNetCRNN(["vocals"], **SMALL)
+    separator = small_separator(model)
+    seen: dict[str, list[int]] = {"encoder": [], "lstm": [], "decoder": []}
+    model.encoder[0].register_forward_hook(lambda m, args, out: seen["encoder"].append(args[0].shape[0]))
+    model.bottleneck.lstm.register_forward_hook(lambda m, args, out: seen["lstm"].append(args[0].shape[0]))
+    model.decoder[0].register_forward_hook(lambda m, args, out: seen["decoder"].append(args[0].shape[0]))
+    with torch.no_grad():
+        estimates = separator.separate_chunks(list(torch.randn(5, 2, 640)))
+    assert [e.shape for e in estimates] == [(1, 2, 640)] * 5
+    assert seen["lstm"] == [5]
+    # Each chunk is encoded once for the BiLSTM and once more for its U-Net skips, then decoded alone.
+    assert seen["encoder"] == [1] * 10 and seen["decoder"] == [1] * 5

@@ -185,6 +185,26 @@ def test_overlap_add_runs_the_last_chunk_in_the_last_batch():
     np.testing.assert_allclose(out, runner.separate(x), atol=1e-6)
 
 
+def test_overlap_add_of_a_crnn_does_not_depend_on_the_batch_and_yields_small_blocks():
+    """A CRNN's chunks share one BiLSTM batch; each chunk's estimates are its own, whatever the batch."""
+    from sepnet.dsp.overlap_add import OUTPUT_BLOCK
+    from sepnet.models import CRNN
+
+    torch.manual_seed(0)
+    model = CRNN(["vocals", "bass"], hidden_size=8, num_layers=2, encoder_channels=(4, 8), n_bins=512,
+                 audio_channels=2, dropout=0.0)
+    sep = Separator(SpectralFrontEnd(sample_rate=8000), model).eval()
+    x = np.random.default_rng(0).standard_normal((2, 6 * 8000 + 500)).astype(np.float32)
+    outputs = {}
+    for batch in (1, 4, 16):
+        blocks = list(OverlapAdd(sep, chunk_seconds=1.0, overlap=0.25, batch_size=batch, device="cpu").stream([x]))
+        assert max(b.shape[-1] for b in blocks) <= OUTPUT_BLOCK
+        outputs[batch] = np.concatenate(blocks, axis=-1)
+    assert outputs[1].shape == (2, 2, x.shape[1])
+    np.testing.assert_allclose(outputs[4], outputs[1], atol=1e-5)
+    np.testing.assert_allclose(outputs[16], outputs[1], atol=1e-5)
+
+
 def test_overlap_add_output_keeps_pace_with_an_endless_input():
     """Memory is bounded: at any time at most a chunk plus a batch of hops is held back."""
     runner = OverlapAdd(constant_separator(["vocals"]), chunk_seconds=0.5, overlap=0.2, batch_size=2, device="cpu")

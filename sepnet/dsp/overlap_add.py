@@ -5,7 +5,9 @@
 
     mixture blocks (channels, n) at the model's rate, any block sizes
       -> chunks of ``chunk_seconds`` every ``chunk_seconds * (1 - overlap)``,
-         ``batch_size`` chunks per forward pass, on ``device``
+         ``batch_size`` chunks per forward pass, on ``device`` (a CRNN's BiLSTM sees
+         them as one batch, its other stages one chunk at a time:
+         :meth:`~sepnet.models.separator.Separator.separate_chunks`)
       -> each chunk's estimates weighted by a trapezoid window (linear ramps over
          the overlap, flat elsewhere) and summed; the sum of weights is divided
          out, so any window shape and the track's two ends come out unscaled
@@ -17,9 +19,9 @@ track is) and joins the last batch when there is room; a track shorter than one
 chunk is separated in one piece.
 
 At any time the object holds about ``chunk + batch_size * hop`` samples of
-input and output, whatever the track's length: :meth:`OverlapAdd.stream` is a
-generator, so a caller reading and writing files block by block (``separate``)
-never holds a whole track.
+input, one batch's estimates and an accumulator of about one chunk, whatever the
+track's length: :meth:`OverlapAdd.stream` is a generator, so a caller reading and
+writing files block by block (``separate``) never holds a whole track.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import numpy as np
 import torch
 
 from sepnet.models.separator import PRECISIONS, InferenceSettings, Separator
-
 
 OUTPUT_BLOCK = 1 << 15
 """Most samples per yielded block (1.5 s at 22.05 kHz). A batch finishes up to ``batch_size``
@@ -61,6 +62,41 @@ def crossfade_window(length: int, fade: int, fade_in: bool = True, fade_out: boo
         if fade_out:
             window[length - fade :] = np.minimum(window[length - fade :], ramp[::-1])
     return window
+
+
+class _MixtureBuffer:
+    """Input samples from absolute position ``start`` on, kept as the blocks they came in.
+
+    A chunk is assembled from the blocks it spans when it is read; joining every new 5 s
+    block onto the buffer copied the whole buffer each time, O(batch²).
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []  # (channels, n) blocks, consecutive
+        self.start = 0
+
+    def append(self, block: np.ndarray) -> None:
+        self.parts.append(block)
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """Samples ``[start, start + length)`` as one ``(channels, length)`` array (a view when in one block)."""
+        pieces, position, end = [], self.start, start + length
+        for part in self.parts:
+            a, b = max(start - position, 0), min(end - position, part.shape[-1])
+            if a < b:
+                pieces.append(part[:, a:b])
+            position += part.shape[-1]
+            if position >= end:
+                break
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=-1)
+
+    def drop_before(self, position: int) -> None:
+        """Forget the samples before ``position`` (no chunk will read them again)."""
+        while self.parts and self.start + self.parts[0].shape[-1] <= position:
+            self.start += self.parts.pop(0).shape[-1]
+        if self.parts and position > self.start:
+            self.parts[0] = self.parts[0][:, position - self.start :]
+            self.start = position
 
 
 class OverlapAdd:
@@ -102,10 +138,10 @@ class OverlapAdd:
         return self.separator.target_stems
 
     @torch.inference_mode()
-    def _run(self, chunks: list[np.ndarray]) -> np.ndarray:
-        """(n, channels, samples) chunks of equal length -> (n, stems, channels, samples) float32."""
-        batch = torch.from_numpy(np.stack(chunks)).to(self.device, torch.float32)
-        return self.separator(batch).float().cpu().numpy()
+    def _run(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        """``(channels, samples)`` chunks of equal length -> their ``(stems, channels, samples)`` float32 estimates."""
+        tensors = [torch.from_numpy(c).to(self.device, torch.float32) for c in chunks]
+        return [e.float().cpu().numpy() for e in self.separator.separate_chunks(tensors)]
 
     def separate(self, mixture: np.ndarray) -> np.ndarray:
         """A whole in-memory track: ``(channels, samples)`` -> ``(stems, channels, samples)`` float32."""
@@ -122,8 +158,7 @@ class OverlapAdd:
             ``(stems, channels, m)`` float32 blocks; together exactly as many samples as came in.
         """
         chunk, hop = self.chunk, self.hop
-        buf: np.ndarray | None = None  # input samples from absolute position buf_start
-        buf_start = 0
+        mixture = _MixtureBuffer()
         acc: np.ndarray | None = None  # weighted estimate sums from absolute position out_start
         wsum = np.zeros(0, dtype=np.float32)
         out_start = 0
@@ -131,9 +166,6 @@ class OverlapAdd:
         next_start = 0  # start of the next full chunk
         covered = 0  # end of the last full chunk enumerated
         pending: list[int] = []  # starts of full chunks waiting for a batch
-
-        def take(start: int, length: int) -> np.ndarray:
-            return buf[:, start - buf_start : start - buf_start + length]
 
         def accumulate(start: int, output: np.ndarray, window: np.ndarray) -> None:
             """Add one chunk's ``(stems, channels, n)`` estimates, weighted by ``window``, at ``start``."""
@@ -167,7 +199,7 @@ class OverlapAdd:
             a batch-sized accumulator is a freshly mapped array per batch, which made adding
             16 chunks 30x slower than this.
             """
-            outputs = self._run([take(s, n) for s, n in zip(starts, lengths)])
+            outputs = self._run([mixture.read(s, n) for s, n in zip(starts, lengths)])
             for i, (start, output, window) in enumerate(zip(starts, outputs, windows)):
                 accumulate(start, output, window)
                 yield from emit(starts[i + 1] if i + 1 < len(starts) else limit)
@@ -184,7 +216,7 @@ class OverlapAdd:
                 raise ValueError(f"mixture blocks must be (channels, samples), got shape {block.shape}")
             if block.shape[-1] == 0:
                 continue
-            buf = block if buf is None else np.concatenate([buf, block], axis=-1)
+            mixture.append(block)
             total += block.shape[-1]
             while next_start + chunk <= total:
                 pending.append(next_start)
@@ -196,9 +228,7 @@ class OverlapAdd:
             # later full chunks start at >= next_start > total - chunk, and the end-aligned
             # last chunk starts at >= total - chunk.
             yield from emit(min(pending[0] if pending else next_start, total - chunk))
-            keep_from = max(0, min(pending[0] if pending else next_start, total - chunk))
-            if keep_from > buf_start:
-                buf, buf_start = buf[:, keep_from - buf_start :], keep_from
+            mixture.drop_before(min(pending[0] if pending else next_start, total - chunk))
 
         if total == 0:
             return

@@ -71,6 +71,7 @@ class RecurrentBottleneck(nn.Module):
 
     def __init__(self, channels: int, bins: int, hidden_size: int, num_layers: int, dropout: float):
         super().__init__()
+        self.channels, self.bins = channels, bins
         features = channels * bins
         self.project_in = nn.Sequential(nn.Linear(features, hidden_size), nn.LayerNorm(hidden_size), nn.ReLU())
         self.lstm = nn.LSTM(
@@ -83,13 +84,21 @@ class RecurrentBottleneck(nn.Module):
         )
         self.project_out = nn.Sequential(nn.Linear(2 * hidden_size, features), nn.ReLU())
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, F, T) -> (features (B, C, F, T), lstm sequence (B, T, 2*hidden))."""
+    def sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) encoder features -> the BiLSTM's output sequence (B, T, 2*hidden)."""
         batch, channels, bins, frames = x.shape
         seq = x.permute(0, 3, 1, 2).reshape(batch, frames, channels * bins)
-        seq, _ = self.lstm(self.project_in(seq))
-        out = self.project_out(seq).reshape(batch, frames, channels, bins).permute(0, 2, 3, 1)
-        return out, seq
+        return self.lstm(self.project_in(seq))[0]
+
+    def features(self, sequence: torch.Tensor) -> torch.Tensor:
+        """(B, T, 2*hidden) sequence -> (B, C, F, T) features for the decoder."""
+        batch, frames, _ = sequence.shape
+        return self.project_out(sequence).reshape(batch, frames, self.channels, self.bins).permute(0, 2, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, F, T) -> (features (B, C, F, T), lstm sequence (B, T, 2*hidden))."""
+        seq = self.sequence(x)
+        return self.features(seq), seq
 
 
 @register_model
@@ -195,28 +204,28 @@ class CRNN(nn.Module):
         deepest, sequence = self.bottleneck(deepest)
         return self._masks(self.decode(deepest, skips), x), sequence
 
-    def bottleneck_features(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Inputs ``(b_i, C, F, T)`` with equal T -> the BiLSTM bottleneck's output ``(sum b_i, C', F', T)``.
+    def recurrent_sequence(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Inputs ``(b_i, C, F, T)`` with equal T -> the BiLSTM's output sequence ``(sum b_i, T, 2*hidden)``.
 
-        With :meth:`masks_from_features`, the same masks as :meth:`forward` on the
+        With :meth:`masks_from_sequence`, the same masks as :meth:`forward` on the
         concatenated inputs, computed for inference in another order: the encoder runs one
         input at a time and keeps only its small deepest output, while the BiLSTM takes all
         of them as one batch. Its per-frame matmuls are ``(batch x hidden)``: one sequence
-        leaves the cores idle (``model=large``, bf16, 2 cores: 0.20 s per 10 s chunk at batch
-        4, 0.07 s at batch 16), whereas the full-resolution convolutions gain nothing from a
+        leaves the cores idle (``model=large``, bf16, 2 cores: 0.26 s per 10 s chunk at batch
+        4, 0.08 s at batch 16), whereas the full-resolution convolutions gain nothing from a
         batch and their activations are the largest tensors.
         """
         deepest = torch.cat([self.encode(self._check_input(x))[0] for x in inputs])
-        return self.bottleneck(deepest)[0]
+        return self.bottleneck.sequence(deepest)
 
-    def masks_from_features(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """One input ``(b, C, F, T)`` and its rows ``(b, C', F', T)`` of :meth:`bottleneck_features` -> masks.
+    def masks_from_sequence(self, x: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
+        """One input ``(b, C, F, T)`` and its rows ``(b, T, 2*hidden)`` of :meth:`recurrent_sequence` -> masks.
 
         A U-Net's skips are recomputed from ``x`` (the encoder is a few percent of a forward
         pass) instead of being kept for every input. Returns ``(b, stems, C, F, T)``.
         """
         skips = self.encode(self._check_input(x))[1] if self.skip_connections else [None] * len(self.encoder)
-        return self._masks(self.decode(features, skips), x)
+        return self._masks(self.decode(self.bottleneck.features(sequence), skips), x)
 
     def _masks(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Decoder logits ``(B, outputs * C, F, T)`` for input ``x`` ``(B, C, F, T)`` -> masks (B, stems, C, F, T)."""

@@ -9,6 +9,7 @@ sees them, and ``evaluate``/``separate`` pass the ``conf/inference`` values in.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -88,9 +89,10 @@ class Separator(nn.Module):
         score, so the inference knobs never reach the loss.
         """
         model_input, mixture_spec = self.front_end(mixture)
-        with self._model_arithmetic(model_input.device.type):
-            masks = self.model(model_input)
-        return masks.float(), mixture_spec
+        if self.inference.precision == "bf16":
+            with self._model_arithmetic(model_input.device.type):
+                return self.model(model_input).float(), mixture_spec
+        return self.model(model_input), mixture_spec  # under a training autocast, in its dtype
 
     def raw_masks_multitask(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As :meth:`raw_masks`, plus the rhythm head's beat logits (B, frames); needs ``model.forward_multitask``."""
@@ -105,37 +107,45 @@ class Separator(nn.Module):
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) mixture -> (batch, stems, channels, samples) estimates.
 
-        In eval mode a model with ``bottleneck_features`` (every CRNN) separates chunk by
-        chunk around one batched recurrent pass (:meth:`_forward_chunkwise`): the same
-        estimates, with memory following one chunk instead of the batch.
+        In eval mode a model with a recurrent stage (every CRNN) goes through
+        :meth:`separate_chunks`: the same estimates, computed chunk by chunk around one
+        batched BiLSTM pass.
         """
+        if not self.training and hasattr(self.model, "recurrent_sequence"):
+            return torch.stack(self.separate_chunks(list(mixture)))
         length = mixture.shape[-1]
-        # The centred STFT reflects n_fft/2 samples at each end; shorter inputs are zero-padded.
-        shortfall = self.front_end.n_fft // 2 + 1 - length
-        if shortfall > 0:
-            mixture = torch.nn.functional.pad(mixture, (0, shortfall))
-        if not self.training and hasattr(self.model, "bottleneck_features"):
-            return self._forward_chunkwise(mixture)[..., :length]
+        mixture = self._pad_short(mixture)
         masks, mixture_spec = self.raw_masks(mixture)
         return self._estimates(masks, mixture_spec, mixture.shape[-1])[..., :length]
 
-    def _forward_chunkwise(self, mixture: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` with the full-resolution stages one batch item at a time.
+    def separate_chunks(self, chunks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Equal-length ``(channels, samples)`` chunks -> their ``(stems, channels, samples)`` estimates.
 
-        STFT, encoder, decoder, masking and iSTFT see ``(1, ...)`` tensors (about 30 MB
-        each for a 10 s chunk); only the recurrent bottleneck sees the whole batch, which is
-        where batching pays (``CRNN.bottleneck_features``). (B, C, n) -> (B, S, C, n).
+        What :class:`~sepnet.dsp.overlap_add.OverlapAdd` runs. For a CRNN in eval mode the
+        STFT, encoder, decoder, masking and iSTFT see one chunk at a time (tensors of about
+        30 MB for 10 s) and only the recurrent stage sees them all at once
+        (``CRNN.recurrent_sequence``), where batching pays: memory follows one chunk, the
+        BiLSTM's speed the batch. Other models run :meth:`forward` on the stacked chunks.
         """
-        device = mixture.device.type
-        fronts = [self.front_end(item) for item in mixture.split(1)]  # (model input, STFT) per item
+        if self.training or not hasattr(self.model, "recurrent_sequence"):
+            return list(self.forward(torch.stack(list(chunks))))
+        length = chunks[0].shape[-1]
+        padded = [self._pad_short(chunk[None]) for chunk in chunks]  # (1, channels, samples') each
+        fronts = [self.front_end(chunk) for chunk in padded]  # (model input, STFT) each
+        device = chunks[0].device.type
         with self._model_arithmetic(device):
-            features = self.model.bottleneck_features([model_input for model_input, _ in fronts])
+            sequence = self.model.recurrent_sequence([model_input for model_input, _ in fronts])
         estimates = []
-        for (model_input, spec), item_features in zip(fronts, features.split(1)):
+        for (model_input, spec), rows in zip(fronts, sequence.split(1)):
             with self._model_arithmetic(device):
-                masks = self.model.masks_from_features(model_input, item_features)
-            estimates.append(self._estimates(masks.float(), spec, mixture.shape[-1]))
-        return torch.cat(estimates)
+                masks = self.model.masks_from_sequence(model_input, rows)
+            estimates.append(self._estimates(masks.float(), spec, padded[0].shape[-1])[0, ..., :length])
+        return estimates
+
+    def _pad_short(self, mixture: torch.Tensor) -> torch.Tensor:
+        """(..., samples) zero-padded to what the centred STFT needs (it reflects n_fft/2 samples at each end)."""
+        shortfall = self.front_end.n_fft // 2 + 1 - mixture.shape[-1]
+        return torch.nn.functional.pad(mixture, (0, shortfall)) if shortfall > 0 else mixture
 
     def _estimates(self, masks: torch.Tensor, mixture_spec: torch.Tensor, samples: int) -> torch.Tensor:
         """Raw masks (B, S, C, F, frames) -> post-processed, optionally Wiener-filtered waveforms (B, S, C, samples)."""
