@@ -19,7 +19,10 @@ so peak RSS is its own:
   of no post-filter), the whole file at once: read, soxr to 22.05 kHz, separate, soxr back,
   write the four stems with the same writer.
 
-Wall time excludes imports and model loading. SDR is BSSEval v4 (sepnet.evaluation.bsseval,
+Each row runs ``--repeat`` times (default 3) and shows the median wall time: one run of a few
+seconds varies by 20-30% on a shared virtual machine. Wall time excludes imports; for sepnet it
+includes loading the checkpoint (what a user of the command waits for), for Open-Unmix building
+its four models is excluded. SDR is BSSEval v4 (sepnet.evaluation.bsseval,
 median over 1 s frames) of each stem against its reference at 44.1 kHz, mean over stems;
 ``vs fp32`` is the difference to the fp32 row. A ``model=large`` trained for
 ``--train-steps`` (default 100) steps of 4 x 2 s on the embedded data is cached under
@@ -190,6 +193,17 @@ def measure_openunmix(audio: str, out: str, hidden: int) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def repeated(args: list[str], threads: int, repeat: int) -> dict:
+    """:func:`child` ``repeat`` times: the median wall time (and its real-time factor), the largest peak RSS.
+
+    One run of a few seconds on a shared virtual machine varies by 20-30% from run to run; the
+    median of three is stable to a few percent."""
+    runs = [child(args, threads) for _ in range(repeat)]
+    wall = float(np.median([r["wall_seconds"] for r in runs]))
+    return {**runs[-1], "wall_seconds": wall, "rtf": runs[-1]["audio_seconds"] / wall,
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "walls": [r["wall_seconds"] for r in runs]}
+
+
 def child(args: list[str], threads: int) -> dict:
     """Run this script's internal ``args`` in a fresh process; its last stdout line is the result."""
     command = [sys.executable, __file__, "--threads", str(threads), *args]
@@ -221,6 +235,7 @@ def main() -> None:
     parser.add_argument("--rtf-minutes", type=float, default=3.0, help="length of the real-time-factor file")
     parser.add_argument("--rss-minutes", type=float, nargs=2, default=[1.0, 10.0], help="short and long file for RSS")
     parser.add_argument("--peer-hidden", type=int, default=512, help="Open-Unmix's hidden size")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each row; the table shows the median wall time")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
     parser.add_argument("overrides", nargs="*", help="separate.* overrides for both sepnet rows, e.g. separate.batch_size=8")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # internal: ckpt audio out
@@ -258,11 +273,11 @@ def main() -> None:
         rows = {}
         for name, precision in (("sepnet fp32", "fp32"), ("sepnet bf16", "bf16")):
             out = tmp / name.replace(" ", "_")
-            rows[name] = child(["--one", str(ckpt), str(audio), str(out), *overrides, f"separate.precision={precision}"],
-                               args.threads)
+            rows[name] = repeated(["--one", str(ckpt), str(audio), str(out), *overrides, f"separate.precision={precision}"],
+                                  args.threads, args.repeat)
             rows[name]["sdr"] = stem_sdr(references, out / "mixture")
-        rows["open-unmix"] = child(["--peer-hidden", str(args.peer_hidden), "--umx", str(audio), str(tmp / "umx")],
-                                   args.threads)
+        rows["open-unmix"] = repeated(["--peer-hidden", str(args.peer_hidden), "--umx", str(audio), str(tmp / "umx")],
+                                      args.threads, args.repeat)
         rows["open-unmix"]["sdr"] = None  # untrained: its SDR says nothing
         base_sdr = np.nanmean(list(rows["sepnet fp32"]["sdr"].values()))
         peer_rtf = rows["open-unmix"]["rtf"]
@@ -273,6 +288,8 @@ def main() -> None:
             sdr_cells = f"{sdr:>9.3f}{sdr - base_sdr:>+12.3f}" if sdr is not None else f"{'-':>9}{'-':>12}"
             print(f"{name:<13}{r['audio_seconds']:>9.0f}{r['wall_seconds']:>9.1f}{r['rtf']:>13.1f}"
                   f"{r['rtf'] / peer_rtf:>14.2f}x{r['peak_rss_mib']:>14.0f}{sdr_cells}", flush=True)
+        print(f"wall s of each of the {args.repeat} runs (the table shows their median): "
+              + "; ".join(f"{name} " + " ".join(f"{w:.1f}" for w in r["walls"]) for name, r in rows.items()))
         fp32, bf16 = rows["sepnet fp32"]["sdr"], rows["sepnet bf16"]["sdr"]
         print("per-stem SDR bf16 - fp32 (dB): " + ", ".join(f"{s} {bf16[s] - fp32[s]:+.4f}" for s in STEMS))
         files = {m: tmp / f"{m:g}min.wav" for m in args.rss_minutes}

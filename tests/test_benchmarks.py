@@ -45,9 +45,10 @@ def test_separate_speed_prints_real_time_factor_and_memory(tiny_data_root, tmp_p
     out = run_benchmark(
         "separate_speed.py", "--model", "crnn", "--rtf-minutes", "0.05", "--rss-minutes", "0.02", "0.05",
         "--train-steps", "2", *[f"--train-override={o}" for o in train], "--cache", str(tmp_path / "cache"),
-        "--peer-hidden", "16",
+        "--peer-hidden", "16", "--repeat", "2",
     )
     assert re.search(r"real-time|RTF", out, re.IGNORECASE), out
+    assert re.search(r"wall s of each of the 2 runs", out), out
     assert re.search(r"MiB", out), out
     rows = {line.split()[0] + " " + line.split()[1]: line.split() for line in out.splitlines()
             if line.startswith(("sepnet fp32", "sepnet bf16"))}

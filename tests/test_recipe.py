@@ -131,6 +131,32 @@ def test_magnitude_loss_values_on_a_constructed_case():
         MaskedMagnitudeLoss("l2")
 
 
+def test_magnitude_loss_wiener_term_scores_the_filtered_estimates_and_trains_through_them():
+    """wiener_weight adds the distance after one Wiener iteration, the filter eval.wiener_iters=1 applies."""
+    from sepnet.dsp.wiener import wiener
+
+    targets = magnitude_targets()
+    logits = torch.randn(2, 4, 2, 16, 5, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    masks = torch.softmax(logits, dim=1)
+    plain, with_wiener = MaskedMagnitudeLoss("mse"), MaskedMagnitudeLoss("mse", wiener_weight=0.5)
+    filtered = wiener(masks * targets.mixture_spectrum[:, None], targets.mixture_spectrum, 1)
+    s, x = targets.target_magnitudes, targets.mixture_magnitude
+    wiener_term = ((filtered.abs() - s).square().mean(dim=(1, 2, 3, 4)) / x.square().mean(dim=(1, 2, 3))).mean()
+    loss = with_wiener(masks, targets)
+    torch.testing.assert_close(loss, plain(masks, targets) + 0.5 * wiener_term)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    # A vocals-only model's filter gets the residual as an extra source, as the Separator's does.
+    vocals = SpectralTargets.from_spectrograms(
+        torch.randn(1, 4, 2, 16, 5, dtype=torch.complex64, generator=torch.Generator().manual_seed(2)), [3],
+        torch.randn(1, 2, 16, 5, dtype=torch.complex64, generator=torch.Generator().manual_seed(3)),
+    )
+    assert targets.targets_cover_mixture and not vocals.targets_cover_mixture
+    assert torch.isfinite(with_wiener(torch.rand(1, 1, 2, 16, 5), vocals))
+    with pytest.raises(ValueError, match="loss.wiener_weight must be >= 0"):
+        MaskedMagnitudeLoss("mse", wiener_weight=-1.0)
+
+
 # -- the spectrum (phase-sensitive) loss --
 @pytest.mark.parametrize("norm", MaskedSpectrumLoss.NORMS)
 def test_spectrum_loss_is_zero_where_the_mask_reproduces_the_stems_and_level_free(norm):

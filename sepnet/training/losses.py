@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sepnet.dsp.wiener import wiener
+
 IRM_EPS = 1e-8
 
 
@@ -30,6 +32,8 @@ class SpectralTargets:
         mixture_magnitude: |X| (batch, channels, bins, frames).
         target_spectra: S_target, complex (None where only magnitudes were given).
         mixture_spectrum: X, complex (batch, channels, bins, frames) (None likewise).
+        targets_cover_mixture: whether the target stems are every stem of the mixture (a
+            Wiener filter then needs no residual source, as at inference).
     """
 
     ideal_masks: torch.Tensor
@@ -37,6 +41,7 @@ class SpectralTargets:
     mixture_magnitude: torch.Tensor
     target_spectra: torch.Tensor | None = None
     mixture_spectrum: torch.Tensor | None = None
+    targets_cover_mixture: bool = True
 
     @classmethod
     def from_spectrograms(cls, stem_specs: torch.Tensor, target_index: list[int], mixture_spec: torch.Tensor) -> SpectralTargets:
@@ -52,7 +57,8 @@ class SpectralTargets:
         magnitudes = stem_specs.abs()
         targets = magnitudes[:, target_index]
         ideal = targets / (magnitudes.sum(dim=1, keepdim=True) + IRM_EPS)
-        return cls(ideal.clamp(0, 1), targets, mixture_spec.abs(), stem_specs[:, target_index], mixture_spec)
+        covers = sorted(target_index) == list(range(stem_specs.shape[1]))
+        return cls(ideal.clamp(0, 1), targets, mixture_spec.abs(), stem_specs[:, target_index], mixture_spec, covers)
 
     def weighted_mean(self, per_bin: torch.Tensor, weighting: str) -> torch.Tensor:
         """Mean of a per-bin loss (batch, stems, channels, bins, frames) under a bin weighting.
@@ -221,21 +227,38 @@ class MaskedMagnitudeLoss(nn.Module):
     (``mse``), so a quiet song counts as much as a loud one and the loss does not
     depend on the recording's level.
 
+    ``wiener_weight`` adds the same distance for the estimates after one multichannel
+    Wiener iteration (:mod:`sepnet.dsp.wiener`, differentiated through), so the masks are
+    also trained for ``eval.wiener_iters=1``: the filter squares them into power shares and
+    adds a spatial model, which masks trained for magnitudes alone are not made for.
+
     Args:
         norm: ``l1`` (mean absolute error) or ``mse`` (mean squared error).
+        wiener_weight: weight of the term after one Wiener iteration (0: none).
     """
 
     NORMS = LEVEL_FREE_NORMS
 
-    def __init__(self, norm: str = "l1"):
+    def __init__(self, norm: str = "l1", wiener_weight: float = 0.0):
         super().__init__()
         self.norm = checked_norm(norm)
+        if wiener_weight < 0:
+            raise ValueError(f"loss.wiener_weight must be >= 0, got {wiener_weight}")
+        self.wiener_weight = wiener_weight
 
     @without_autocast
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         mixture = targets.mixture_magnitude.float()
-        error = masks.float() * mixture[:, None] - targets.target_magnitudes.float()
-        return level_free_mean(error.abs(), mixture, self.norm)
+        target = targets.target_magnitudes.float()
+        loss = level_free_mean((masks.float() * mixture[:, None] - target).abs(), mixture, self.norm)
+        if self.wiener_weight:
+            if targets.mixture_spectrum is None:
+                raise ValueError("loss.wiener_weight needs the mixture's complex spectrum: build the targets with "
+                                 "SpectralTargets.from_spectrograms")
+            spectrum = targets.mixture_spectrum.to(torch.complex64)
+            filtered = wiener(masks.float() * spectrum[:, None], spectrum, 1, residual=not targets.targets_cover_mixture)
+            loss = loss + self.wiener_weight * level_free_mean((filtered.abs() - target).abs(), mixture, self.norm)
+        return loss
 
 
 class MaskedSpectrumLoss(nn.Module):
