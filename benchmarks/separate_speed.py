@@ -129,8 +129,14 @@ def write_reference_mix(folder: Path, seconds: float, rate: int = 44100) -> Path
     return mixture
 
 
+CHILD_WAIT_POLICY: str | None = None
+"""The OpenMP wait policy of every timed process, chosen once by :func:`main` (None: OpenMP's default)."""
+
+
 def child_env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    env.pop("OMP_WAIT_POLICY", None)
+    return env if CHILD_WAIT_POLICY is None else {**env, "OMP_WAIT_POLICY": CHILD_WAIT_POLICY}
 
 
 def peak_rss_mib() -> float:
@@ -241,7 +247,7 @@ def main() -> None:
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # internal: ckpt audio out
     parser.add_argument("--umx", nargs=2, help=argparse.SUPPRESS)  # internal: audio out
     args, extra = parser.parse_known_args()
-    if args.threads:
+    if args.threads and (args.one or args.umx):  # a timed process (the parent passes --threads on)
         import torch
 
         torch.set_num_threads(args.threads)
@@ -254,7 +260,12 @@ def main() -> None:
 
     from sepnet.app.wait_policy import choose_wait_policy
 
-    choose_wait_policy()  # once, here: every row's process inherits it
+    global CHILD_WAIT_POLICY
+    choose_wait_policy()  # once, here: every row's process gets it
+    CHILD_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+    # This process scores rows with torch between timed runs: with spinning OpenMP threads it would
+    # hold a core through every later row (it did: bf16 and Open-Unmix ran 30% slow).
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     overrides = [*args.overrides, *extra]
     with tempfile.TemporaryDirectory(prefix="sepnet-bench-") as tmp:
         tmp = Path(tmp)

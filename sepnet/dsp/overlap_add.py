@@ -19,7 +19,7 @@ track is) and joins the last batch when there is room; a track shorter than one
 chunk is separated in one piece.
 
 At any time the object holds about ``chunk + batch_size * hop`` samples of
-input, one batch's estimates and an accumulator of about one chunk, whatever the
+input and about one chunk of estimates, whatever the
 track's length: :meth:`OverlapAdd.stream` is a generator, so a caller reading and
 writing files block by block (``separate``) never holds a whole track.
 """
@@ -138,10 +138,11 @@ class OverlapAdd:
         return self.separator.target_stems
 
     @torch.inference_mode()
-    def _run(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
-        """``(channels, samples)`` chunks of equal length -> their ``(stems, channels, samples)`` float32 estimates."""
+    def _run(self, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+        """``(channels, samples)`` chunks of equal length -> their ``(stems, channels, samples)`` float32 estimates, in turn."""
         tensors = [torch.from_numpy(c).to(self.device, torch.float32) for c in chunks]
-        return [e.float().cpu().numpy() for e in self.separator.separate_chunks(tensors)]
+        for estimates in self.separator.iter_separated(tensors):
+            yield estimates.float().cpu().numpy()
 
     def separate(self, mixture: np.ndarray) -> np.ndarray:
         """A whole in-memory track: ``(channels, samples)`` -> ``(stems, channels, samples)`` float32."""
@@ -194,8 +195,9 @@ class OverlapAdd:
         def run(starts: list[int], lengths: list[int], windows: list[np.ndarray], limit: int) -> Iterator[np.ndarray]:
             """Separate the chunks at ``starts`` in one forward pass and yield what they finish.
 
-            Each chunk is added and the output before the next chunk's start emitted in turn
-            (``limit`` after the last), so the accumulator spans about one chunk, not the batch:
+            Each chunk's estimates are added as the separator yields them and the output before
+            the next chunk's start emitted (``limit`` after the last), so neither the estimates
+            nor the accumulator span more than about one chunk, not the batch:
             a batch-sized accumulator is a freshly mapped array per batch, which made adding
             16 chunks 30x slower than this.
             """

@@ -84,11 +84,18 @@ class RecurrentBottleneck(nn.Module):
         )
         self.project_out = nn.Sequential(nn.Linear(2 * hidden_size, features), nn.ReLU())
 
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) encoder features -> the BiLSTM's input (B, T, hidden)."""
+        batch, channels, bins, frames = x.shape
+        return self.project_in(x.permute(0, 3, 1, 2).reshape(batch, frames, channels * bins))
+
+    def recur(self, projected: torch.Tensor) -> torch.Tensor:
+        """(B, T, hidden) from :meth:`project` -> the BiLSTM's output sequence (B, T, 2*hidden)."""
+        return self.lstm(projected)[0]
+
     def sequence(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) encoder features -> the BiLSTM's output sequence (B, T, 2*hidden)."""
-        batch, channels, bins, frames = x.shape
-        seq = x.permute(0, 3, 1, 2).reshape(batch, frames, channels * bins)
-        return self.lstm(self.project_in(seq))[0]
+        return self.recur(self.project(x))
 
     def features(self, sequence: torch.Tensor) -> torch.Tensor:
         """(B, T, 2*hidden) sequence -> (B, C, F, T) features for the decoder."""
@@ -209,14 +216,15 @@ class CRNN(nn.Module):
 
         With :meth:`masks_from_sequence`, the same masks as :meth:`forward` on the
         concatenated inputs, computed for inference in another order: the encoder runs one
-        input at a time and keeps only its small deepest output, while the BiLSTM takes all
+        input at a time and keeps only the BiLSTM's input ``(T, hidden)``, while the BiLSTM takes all
         of them as one batch. Its per-frame matmuls are ``(batch x hidden)``: one sequence
         leaves the cores idle (``model=large``, bf16, 2 cores: 0.26 s per 10 s chunk at batch
         4, 0.08 s at batch 16), whereas the full-resolution convolutions gain nothing from a
         batch and their activations are the largest tensors.
         """
-        deepest = torch.cat([self.encode(self._check_input(x))[0] for x in inputs])
-        return self.bottleneck.sequence(deepest)
+        # Projected per input: only the (T, hidden) BiLSTM inputs are concatenated, not the wide features.
+        projected = torch.cat([self.bottleneck.project(self.encode(self._check_input(x))[0]) for x in inputs])
+        return self.bottleneck.recur(projected)
 
     def masks_from_sequence(self, x: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
         """One input ``(b, C, F, T)`` and its rows ``(b, T, 2*hidden)`` of :meth:`recurrent_sequence` -> masks.

@@ -9,7 +9,7 @@ sees them, and ``evaluate``/``separate`` pass the ``conf/inference`` values in.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -119,7 +119,11 @@ class Separator(nn.Module):
         return self._estimates(masks, mixture_spec, mixture.shape[-1])[..., :length]
 
     def separate_chunks(self, chunks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Equal-length ``(channels, samples)`` chunks -> their ``(stems, channels, samples)`` estimates.
+        """Equal-length ``(channels, samples)`` chunks -> their ``(stems, channels, samples)`` estimates."""
+        return list(self.iter_separated(chunks))
+
+    def iter_separated(self, chunks: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """:meth:`separate_chunks`, yielding each chunk's estimates as soon as they are computed.
 
         What :class:`~sepnet.dsp.overlap_add.OverlapAdd` runs. For a CRNN in eval mode the
         STFT, encoder, decoder, masking and iSTFT see one chunk at a time (tensors of about
@@ -128,19 +132,18 @@ class Separator(nn.Module):
         BiLSTM's speed the batch. Other models run :meth:`forward` on the stacked chunks.
         """
         if self.training or not hasattr(self.model, "recurrent_sequence"):
-            return list(self.forward(torch.stack(list(chunks))))
+            yield from self.forward(torch.stack(list(chunks)))
+            return
         length = chunks[0].shape[-1]
         padded = [self._pad_short(chunk[None]) for chunk in chunks]  # (1, channels, samples') each
         fronts = [self.front_end(chunk) for chunk in padded]  # (model input, STFT) each
         device = chunks[0].device.type
         with self._model_arithmetic(device):
             sequence = self.model.recurrent_sequence([model_input for model_input, _ in fronts])
-        estimates = []
         for (model_input, spec), rows in zip(fronts, sequence.split(1)):
             with self._model_arithmetic(device):
                 masks = self.model.masks_from_sequence(model_input, rows)
-            estimates.append(self._estimates(masks.float(), spec, padded[0].shape[-1])[0, ..., :length])
-        return estimates
+            yield self._estimates(masks.float(), spec, padded[0].shape[-1])[0, ..., :length]
 
     def _pad_short(self, mixture: torch.Tensor) -> torch.Tensor:
         """(..., samples) zero-padded to what the centred STFT needs (it reflects n_fft/2 samples at each end)."""
