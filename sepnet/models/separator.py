@@ -35,7 +35,7 @@ class InferenceSettings:
         wiener_iters: multichannel Wiener EM iterations after masking (0: none);
             see :mod:`sepnet.dsp.wiener`.
         precision: ``"fp32"`` runs the mask model as it is; ``"bf16"`` runs its forward
-            pass under bf16 autocast (about 1.7x faster on CPUs with AVX512-BF16), while
+            pass under bf16 autocast (separating, 1.6x faster on CPUs with AVX512-BF16), while
             the front end's STFT, mask application, Wiener and iSTFT stay float32.
     """
 
