@@ -98,6 +98,13 @@ def checked_norm(norm: str) -> str:
     return norm
 
 
+def checked_term_weight(name: str, weight: float) -> float:
+    """The weight ``loss.<name>`` of an added loss term if it is >= 0, else a ValueError naming it."""
+    if weight < 0:
+        raise ValueError(f"loss.{name} must be >= 0, got {weight}")
+    return weight
+
+
 def level_free_mean(error: torch.Tensor, mixture_magnitude: torch.Tensor, norm: str) -> torch.Tensor:
     """Mean over examples of each example's error over its mixture's level.
 
@@ -242,9 +249,7 @@ class MaskedMagnitudeLoss(nn.Module):
     def __init__(self, norm: str = "l1", wiener_weight: float = 0.0):
         super().__init__()
         self.norm = checked_norm(norm)
-        if wiener_weight < 0:
-            raise ValueError(f"loss.wiener_weight must be >= 0, got {wiener_weight}")
-        self.wiener_weight = wiener_weight
+        self.wiener_weight = checked_term_weight("wiener_weight", wiener_weight)
 
     @without_autocast
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
@@ -285,9 +290,7 @@ class MaskedSpectrumLoss(nn.Module):
     def __init__(self, norm: str = "mse", magnitude_weight: float = 0.0):
         super().__init__()
         self.norm = checked_norm(norm)
-        if magnitude_weight < 0:
-            raise ValueError(f"loss.magnitude_weight must be >= 0, got {magnitude_weight}")
-        self.magnitude_weight = magnitude_weight
+        self.magnitude_weight = checked_term_weight("magnitude_weight", magnitude_weight)
         self.magnitude = MaskedMagnitudeLoss(norm)
 
     @without_autocast
