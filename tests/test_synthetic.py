@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,25 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ensure_synthetic_dataset(tmp_path / "data", sample_rate=8000, tracks={"train": 3}, duration=0.5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_set_another_process_finished_first_is_kept(tmp_path, monkeypatch):
+    """Two runs rendering the same set at once: the later one must not swap out the set the earlier
+    one published and is already using (here: a decoded-audio cache file written into it)."""
+    from sepnet.data import synthetic
+    root = tmp_path / "data"
+    write_dataset = synthetic._write_dataset
+
+    def other_process_finishes_first(tmp, *args):
+        write_dataset(tmp, *args)
+        shutil.copytree(tmp, root)  # the other run's finished set, published while ours rendered
+        (root / ".sepnet-cache").mkdir()
+        (root / ".sepnet-cache" / "in-use.npy").write_bytes(b"x")
+
+    monkeypatch.setattr(synthetic, "_write_dataset", other_process_finishes_first)
+    assert ensure_synthetic_dataset(root, sample_rate=8000, tracks={"train": 1}, duration=0.5) == root
+    assert (root / ".sepnet-cache" / "in-use.npy").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # our copy is gone
 
 
 def test_root_that_is_a_file_is_a_user_error(tmp_path):

@@ -869,6 +869,12 @@ def _write_dataset(folder: Path, manifest: dict, sample_rate: int, duration: flo
     (folder / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def _holds(root: Path, parameters: dict) -> bool:
+    """Whether ``root`` holds a complete synthetic set made with ``parameters``."""
+    existing = _read_manifest(root) if root.is_dir() else None
+    return existing is not None and _matches(existing, parameters) and _is_complete(root, existing)
+
+
 def ensure_synthetic_dataset(
     root: str | Path,
     *,
@@ -907,9 +913,9 @@ def ensure_synthetic_dataset(
     fix = "set data.source.root to a new or empty folder, or delete it"
     if root.exists() and not root.is_dir():
         raise SepnetError(f"synthetic dataset root '{root}' exists and is not a folder; {fix}")
-    existing = _read_manifest(root) if root.is_dir() else None
-    if existing is not None and _matches(existing, parameters) and _is_complete(root, existing):
+    if _holds(root, parameters):
         return root
+    existing = _read_manifest(root) if root.is_dir() else None
     if root.is_dir() and any(root.iterdir()) and (existing is None or existing.get("generator") != _GENERATOR_NAME):
         raise SepnetError(
             f"synthetic dataset root '{root}' is a folder that does not hold a sepnet synthetic dataset "
@@ -924,6 +930,10 @@ def ensure_synthetic_dataset(
         shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a killed run with our pid
         tmp.mkdir()
         _write_dataset(tmp, manifest, int(sample_rate), float(duration), int(seed))
+        if _holds(root, parameters):
+            # Another process rendered the same set meanwhile and may be reading it (or writing its
+            # decoded-audio cache into it): keep that one, drop ours.
+            return root
         if root.is_dir():
             os.replace(root, old)
         try:
