@@ -65,6 +65,11 @@ class Separator(nn.Module):
     def target_stems(self) -> list[str]:
         return list(self.model.target_stems)
 
+    @property
+    def runs_chunkwise(self) -> bool:
+        """Whether the model runs chunk by chunk around one batched recurrent pass (a CRNN in eval mode)."""
+        return not self.training and hasattr(self.model, "recurrent_sequence")
+
     def postprocess(self, masks: torch.Tensor) -> torch.Tensor:
         """Apply mask_scale, clip and threshold to (batch, stems, channels, bins, frames) masks."""
         settings = self.inference
@@ -111,7 +116,7 @@ class Separator(nn.Module):
         :meth:`separate_chunks`: the same estimates, computed chunk by chunk around one
         batched BiLSTM pass.
         """
-        if not self.training and hasattr(self.model, "recurrent_sequence"):
+        if self.runs_chunkwise:
             return torch.stack(self.separate_chunks(list(mixture)))
         length = mixture.shape[-1]
         mixture = self._pad_short(mixture)
@@ -131,7 +136,7 @@ class Separator(nn.Module):
         (``CRNN.recurrent_sequence``), where batching pays: memory follows one chunk, the
         BiLSTM's speed the batch. Other models run :meth:`forward` on the stacked chunks.
         """
-        if self.training or not hasattr(self.model, "recurrent_sequence"):
+        if not self.runs_chunkwise:
             yield from self.forward(torch.stack(list(chunks)))
             return
         length = chunks[0].shape[-1]
