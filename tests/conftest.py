@@ -19,6 +19,10 @@ TINY_SOURCE = [
     f"data.source.tracks_per_split={{train:{TINY_DATA['train']},valid:{TINY_DATA['valid']},test:{TINY_DATA['test']}}}",
     "data.source.duration=4.0",
 ]
+# The CRNN family's sizes at test size (the default model, and what TINY_RUN sets).
+TINY_CRNN = ["model.hidden_size=16", "model.num_layers=1", "model.encoder_channels=[4,8,8]"]
+# Other models' test sizes, swapped in for TINY_CRNN by tiny_run when an override picks the model.
+TINY_MODELS = {"band_split": ["model.features=8", "model.hidden_size=8", "model.num_layers=1"]}
 # A run small enough for a test: tiny model, tiny data, two short epochs.
 TINY_RUN = [
     "data.chunk_seconds=1.0",
@@ -26,9 +30,7 @@ TINY_RUN = [
     "data.examples_per_epoch=8",
     "data.batch_size=4",
     "data.stats_chunks=8",
-    "model.hidden_size=16",
-    "model.num_layers=1",
-    "model.encoder_channels=[4,8,8]",
+    *TINY_CRNN,
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
@@ -53,6 +55,15 @@ def tiny_data_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data") / "synthetic"
 
 
+def tiny_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
+    """TINY_RUN, with the model sizes of the model ``overrides`` pick (``model=band_split``) instead of the CRNN's."""
+    picked = [o.removeprefix("model=") for o in overrides if o.startswith("model=")]
+    sizes = TINY_MODELS.get(picked[-1]) if picked else None
+    if sizes is None:
+        return list(TINY_RUN)
+    return [o for o in TINY_RUN if o not in TINY_CRNN] + sizes
+
+
 @pytest.fixture
 def tiny_run(tiny_data_root, tmp_path):
     """``tiny_run(*overrides) -> cfg``: the train config at test size, writing into tmp_path/run."""
@@ -60,7 +71,7 @@ def tiny_run(tiny_data_root, tmp_path):
     def make(*overrides: str, output_dir: Path | None = None) -> DictConfig:
         return compose_config(
             "train",
-            [f"data.source.root={tiny_data_root}", *TINY_SOURCE, *TINY_RUN, *overrides],
+            [f"data.source.root={tiny_data_root}", *TINY_SOURCE, *tiny_overrides(overrides), *overrides],
             output_dir or tmp_path / "run",
         )
 

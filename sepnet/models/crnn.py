@@ -5,17 +5,8 @@
     -> flatten (channels x bins) per frame -> Linear -> BiLSTM -> Linear
     -> ConvTranspose2D decoder back to full frequency resolution
     -> masks (batch, stems, channels, bins, frames) in [0, 1]: a sigmoid per stem, or
-       masks that share the mixture between the stems (``mask_activation``)
-
-Independent sigmoid masks may together take more than the whole mixture from a
-time-frequency bin (vocals 0.9 and other 0.8), or leave part of it unused, so the
-stems' estimates need not add up to the mixture. ``mask_activation: softmax``
-divides every bin between the stems (masks sum to 1; with ``residual: true`` an
-extra output, dropped from the result, takes what no target stem claims, so they
-sum to <= 1: needed where the targets do not cover the mixture, e.g. vocals
-only); ``normalised`` divides sigmoids by their sum where it exceeds 1. This is
-the mixture consistency Open-Unmix's Wiener filter and Demucs's and band-split
-models' outputs have.
+       masks that share the mixture between the stems (``mask_activation``,
+       :mod:`sepnet.models.masks`)
 
 Time is never strided, so any frame count (odd ones too) passes through
 unchanged; the bin count must be divisible by ``2 ** len(encoder_channels)``.
@@ -31,9 +22,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from sepnet.models.masks import activate_masks, check_mask_activation
 from sepnet.models.registry import register_model
-
-MASK_ACTIVATIONS = ("sigmoid", "softmax", "normalised")
 
 
 class EncoderBlock(nn.Module):
@@ -156,12 +146,7 @@ class CRNN(nn.Module):
             raise ValueError(f"n_bins={n_bins} must be divisible by 2**{len(encoder_channels)}={scale}")
         self.n_bins = n_bins
         self.audio_channels = audio_channels
-        if mask_activation not in MASK_ACTIVATIONS:
-            raise ValueError(f"mask_activation must be one of {', '.join(MASK_ACTIVATIONS)}, got '{mask_activation}'")
-        if residual and mask_activation != "softmax":
-            raise ValueError("residual: true needs mask_activation: softmax (the other masks may leave a rest already)")
-        if mask_activation == "softmax" and len(self.target_stems) == 1 and not residual:
-            raise ValueError("a softmax over one target stem is always 1: set residual: true")
+        check_mask_activation(mask_activation, residual, len(self.target_stems))
         self.mask_activation = mask_activation
         self.residual = residual
         # The residual's logits are one more stem's worth of outputs, dropped from the masks.
@@ -242,13 +227,7 @@ class CRNN(nn.Module):
 
     def masks_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Decoder logits (B, stems [+ residual], C, F, T) -> masks (B, stems, C, F, T) in [0, 1]."""
-        if self.mask_activation == "softmax":
-            # In float32: under bf16 autocast the sum over stems would drift from 1.
-            return torch.softmax(logits.float(), dim=1)[:, : len(self.target_stems)]
-        masks = torch.sigmoid(logits)
-        if self.mask_activation == "normalised":
-            masks = masks / masks.sum(dim=1, keepdim=True).clamp(min=1.0)
-        return masks
+        return activate_masks(logits, self.mask_activation, len(self.target_stems))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""

@@ -1,0 +1,205 @@
+"""The band-split RNN mask estimator (after Luo & Yu, "Music Source Separation with Band-split RNN", 2023).
+
+    input (batch, channels, bins, frames)   normalised log-magnitude
+    split the bins into K bands: narrow at low frequencies, where pitch lives, wide at high ones
+    -> per band: LayerNorm -> Linear(channels*width -> features)        (batch, K, frames, features)
+    -> num_layers x [BiLSTM across time within each band ; BiLSTM across the bands within each frame],
+       each a residual block (x + Linear(BiLSTM(LayerNorm(x))))
+    -> per band: LayerNorm -> Linear(features -> 4*features) -> Tanh -> Linear -> GLU
+    -> masks (batch, stems, channels, bins, frames), shared across the stems by default
+
+Unlike the CRNN, whose BiLSTM sees one vector per frame for the whole spectrum,
+every band keeps its own sequence, and the band-level BiLSTM lets bands exchange
+what they hear (harmonics of one note span many bands). Time is never strided: any
+frame count passes through, and the bands cover any bin count (the last band takes
+what the configured widths leave).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sepnet.models.masks import activate_masks, check_mask_activation
+from sepnet.models.registry import register_model
+
+
+def split_bins(n_bins: int, band_widths: Sequence[int], band_counts: Sequence[int]) -> list[int]:
+    """The width of every band: ``band_counts[i]`` bands of ``band_widths[i]`` bins, low to high.
+
+    The last band is widened to take the bins the others leave (513 bins with
+    16x8 + 8x16 + 8x32 = 512: the last 32-bin band takes 33).
+
+    Raises:
+        ValueError: the lists differ in length, hold a non-positive number, or the bands
+            need more bins than there are.
+    """
+    if len(band_widths) != len(band_counts) or not band_widths:
+        raise ValueError(
+            f"band_widths {list(band_widths)} and band_counts {list(band_counts)} must be equally long, non-empty lists"
+        )
+    if min(*band_widths, *band_counts) < 1:
+        raise ValueError(f"band_widths {list(band_widths)} and band_counts {list(band_counts)} must be positive")
+    widths = [width for width, count in zip(band_widths, band_counts) for _ in range(count)]
+    if sum(widths) > n_bins:
+        raise ValueError(
+            f"the bands cover {sum(widths)} bins but the input has n_bins={n_bins}; use fewer or narrower bands"
+        )
+    widths[-1] += n_bins - sum(widths)
+    return widths
+
+
+class BandLinear(nn.Module):
+    """One Linear per band, all applied in one batched matmul: (B, bands, T, in) -> (B, bands, T, out)."""
+
+    def __init__(self, bands: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = in_features**-0.5  # nn.Linear's initialisation, per band
+        self.weight = nn.Parameter(torch.empty(bands, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(bands, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, bands, frames, features = x.shape
+        # (bands, B*T, in) @ (bands, in, out): one bmm instead of a Linear call per band.
+        y = torch.baddbmm(self.bias, x.transpose(0, 1).reshape(bands, batch * frames, features), self.weight)
+        return y.reshape(bands, batch, frames, -1).transpose(0, 1)
+
+
+class BandLayerNorm(nn.Module):
+    """LayerNorm over the last axis with a scale and shift per band: (B, bands, T, features) -> the same shape."""
+
+    def __init__(self, bands: int, features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(bands, 1, features))
+        self.bias = nn.Parameter(torch.zeros(bands, 1, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+class BandGroup(nn.Module):
+    """Consecutive bands of one width: their embeddings in and mask logits out, each band with its own weights.
+
+    :meth:`embed`: (B, C, bands*width, T) bins -> (B, bands, T, features): LayerNorm -> Linear per band.
+    :meth:`masks`: (B, bands, T, features) -> (B, outputs, C, bands*width, T) logits: LayerNorm ->
+    Linear(features -> 4 features) -> Tanh -> Linear -> GLU per band, as in BSRNN (the gated
+    linear unit lets a band switch its logits off as well as scale them).
+    """
+
+    def __init__(self, bands: int, width: int, audio_channels: int, features: int, outputs: int):
+        super().__init__()
+        self.bands, self.width, self.outputs = bands, width, outputs
+        band_features = audio_channels * width
+        self.embed_norm = BandLayerNorm(bands, band_features)
+        self.embed_linear = BandLinear(bands, band_features, features)
+        self.head_norm = BandLayerNorm(bands, features)
+        self.head_hidden = BandLinear(bands, features, 4 * features)
+        self.head_out = BandLinear(bands, 4 * features, 2 * outputs * band_features)
+
+    def embed(self, bins: torch.Tensor) -> torch.Tensor:
+        batch, channels, _, frames = bins.shape
+        x = bins.reshape(batch, channels, self.bands, self.width, frames).permute(0, 2, 4, 1, 3)
+        return self.embed_linear(self.embed_norm(x.reshape(batch, self.bands, frames, channels * self.width)))
+
+    def masks(self, z: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.head_hidden(self.head_norm(z)))
+        logits = nn.functional.glu(self.head_out(hidden), dim=-1)  # (B, bands, T, outputs * C * width)
+        batch, bands, frames, _ = logits.shape
+        logits = logits.reshape(batch, bands, frames, self.outputs, -1, self.width)  # (..., outputs, C, width)
+        return logits.permute(0, 3, 4, 1, 5, 2).reshape(batch, self.outputs, -1, bands * self.width, frames)
+
+
+class ResidualBiLSTM(nn.Module):
+    """x + Linear(BiLSTM(LayerNorm(x))) along the sequence: (sequences, length, features) -> the same shape."""
+
+    def __init__(self, features: int, hidden_size: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(features)
+        self.lstm = nn.LSTM(features, hidden_size, batch_first=True, bidirectional=True)
+        self.project = nn.Linear(2 * hidden_size, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.project(self.lstm(self.norm(x))[0])
+
+
+class BandSequenceBlock(nn.Module):
+    """A BiLSTM across time within each band, then one across the bands within each frame: (B, K, T, N) -> same."""
+
+    def __init__(self, features: int, hidden_size: int):
+        super().__init__()
+        self.across_time = ResidualBiLSTM(features, hidden_size)
+        self.across_bands = ResidualBiLSTM(features, hidden_size)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch, bands, frames, features = z.shape
+        z = self.across_time(z.reshape(batch * bands, frames, features)).reshape(batch, bands, frames, features)
+        z = z.transpose(1, 2).reshape(batch * frames, bands, features)
+        return self.across_bands(z).reshape(batch, frames, bands, features).transpose(1, 2)
+
+
+@register_model
+class BandSplitRNN(nn.Module):
+    """Band-split RNN: per-band embeddings, BiLSTMs across time and across bands, per-band mask heads.
+
+    Args:
+        target_stems: stems the model estimates masks for, e.g. ``[vocals]`` or all four.
+        n_bins: frequency bins of the input.
+        audio_channels: waveform channels (2: stereo); a band's embedding sees all of them.
+        features: width of every band's feature vector.
+        hidden_size: hidden units per direction of every BiLSTM.
+        num_layers: band-sequence blocks (each one BiLSTM across time, one across bands).
+        band_widths: bins per band, low to high frequency (``[8, 16, 32]``).
+        band_counts: how many bands of each width (``[16, 8, 8]``); see :func:`split_bins`.
+        mask_activation: ``softmax`` (each bin divided between the stems: the estimates add
+            up to the mixture), ``sigmoid`` or ``normalised``; see :mod:`sepnet.models.masks`.
+        residual: with ``softmax``, one more output takes what no target stem claims;
+            required for a softmax over a single target.
+
+    The sizes have no default: they live in ``conf/model/band_split.yaml``.
+    """
+
+    def __init__(
+        self,
+        target_stems: Sequence[str],
+        n_bins: int,
+        audio_channels: int,
+        features: int,
+        hidden_size: int,
+        num_layers: int,
+        band_widths: Sequence[int],
+        band_counts: Sequence[int],
+        mask_activation: str = "softmax",
+        residual: bool = False,
+    ):
+        super().__init__()
+        self.target_stems = list(target_stems)
+        if not self.target_stems:
+            raise ValueError("target_stems is empty: name at least one stem")
+        check_mask_activation(mask_activation, residual, len(self.target_stems))
+        self.mask_activation, self.residual = mask_activation, residual
+        self.n_bins, self.audio_channels, self.hidden_size = n_bins, audio_channels, hidden_size
+        self.band_widths = split_bins(n_bins, band_widths, band_counts)
+        outputs = len(self.target_stems) + int(residual)  # the residual's logits are dropped from the masks
+        # Consecutive bands of one width form a group, each group one batched matmul.
+        runs = [(width, len(list(same))) for width, same in itertools.groupby(self.band_widths)]
+        self.groups = nn.ModuleList(BandGroup(count, width, audio_channels, features, outputs) for width, count in runs)
+        self.blocks = nn.ModuleList(BandSequenceBlock(features, hidden_size) for _ in range(num_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""
+        if x.ndim != 4 or x.shape[1] != self.audio_channels or x.shape[2] != self.n_bins:
+            raise ValueError(
+                f"expected input (batch, {self.audio_channels}, {self.n_bins}, frames), got {tuple(x.shape)}"
+            )
+        group_bins = x.split([group.bands * group.width for group in self.groups], dim=2)
+        z = torch.cat([group.embed(bins) for group, bins in zip(self.groups, group_bins)], dim=1)  # (B, K, T, N)
+        for block in self.blocks:
+            z = block(z)
+        group_features = z.split([group.bands for group in self.groups], dim=1)
+        logits = torch.cat(
+            [group.masks(f) for group, f in zip(self.groups, group_features)], dim=3
+        )  # (B, out, C, F, T)
+        return activate_masks(logits, self.mask_activation, len(self.target_stems))

@@ -1,0 +1,40 @@
+"""Mask activations: a model's logits per stem -> masks in [0, 1], shared by every mask model.
+
+    logits (B, stems [+ residual], C, F, T) -> masks (B, stems, C, F, T)
+
+``sigmoid`` gives every stem its own mask: together they may take more than the
+whole mixture from a time-frequency bin (vocals 0.9 and other 0.8), or leave part
+of it unused. ``softmax`` divides every bin between the stems (masks sum to 1;
+with ``residual`` an extra output, dropped from the result, takes what no target
+stem claims, so they sum to <= 1: needed where the targets do not cover the
+mixture, e.g. vocals only); ``normalised`` divides sigmoids by their sum where it
+exceeds 1. Sharing is the mixture consistency Open-Unmix's Wiener filter and
+Demucs's and band-split models' outputs have.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MASK_ACTIVATIONS = ("sigmoid", "softmax", "normalised")
+
+
+def check_mask_activation(mask_activation: str, residual: bool, n_targets: int) -> None:
+    """Raise ``ValueError`` for an activation sepnet does not have, or a residual/softmax that cannot work."""
+    if mask_activation not in MASK_ACTIVATIONS:
+        raise ValueError(f"mask_activation must be one of {', '.join(MASK_ACTIVATIONS)}, got '{mask_activation}'")
+    if residual and mask_activation != "softmax":
+        raise ValueError("residual: true needs mask_activation: softmax (the other masks may leave a rest already)")
+    if mask_activation == "softmax" and n_targets == 1 and not residual:
+        raise ValueError("a softmax over one target stem is always 1: set residual: true")
+
+
+def activate_masks(logits: torch.Tensor, mask_activation: str, n_targets: int) -> torch.Tensor:
+    """Logits (B, n_targets [+ 1 residual], C, F, T) -> masks (B, n_targets, C, F, T) in [0, 1]."""
+    if mask_activation == "softmax":
+        # In float32: under bf16 autocast the sum over stems would drift from 1.
+        return torch.softmax(logits.float(), dim=1)[:, :n_targets]
+    masks = torch.sigmoid(logits)
+    if mask_activation == "normalised":
+        masks = masks / masks.sum(dim=1, keepdim=True).clamp(min=1.0)
+    return masks
