@@ -164,3 +164,26 @@ def test_a_short_chain_tables_every_step_beside_the_documented_figure(tmp_path, 
         ("crnn_large_merged_3.96", "evaluate", "evaluate max_tracks=1"),
     }
     check_pictures(root, ["crnn_large_finetune_ver1", "crnn_large_final_tune", "crnn_large_merged_3.96"])
+
+
+@pytest.mark.parametrize("budget", ["smoke", "medium"])
+def test_every_train_step_composes_at_each_budget_with_its_models_sizes(tmp_path, budget):
+    """The CRNN family and the band-split RNN take different size arguments: each train step gets its own."""
+    from omegaconf import OmegaConf
+
+    from sepnet.models.registry import MODEL, build
+    from sepnet.reproduction.runner import ChainRunner, budget_model_sizes, budget_overrides
+
+    cfg, root = reproduce_config(tmp_path, tmp_path / "data", f"reproduce.budget={budget}")
+    sizes = budget_model_sizes(cfg)
+    assert set(sizes) == {"default", "BandSplitRNN"}
+    runner = ChainRunner(root, budget_overrides(cfg), sizes, dry_run=True)
+    for step in (s for s in CHAIN if s.kind == TRAIN):
+        command = runner.train_command(step, tmp_path / "run")
+        overrides = [a for a in command[3:] if not a.startswith("hydra.")]
+        train_cfg = compose_config("train", overrides, tmp_path / "run")
+        model_class = train_cfg.model._target_.rsplit(".", 1)[-1]
+        assert set(sizes.get(model_class, sizes["default"])) <= set(command), step.name
+        model = build(MODEL, OmegaConf.to_container(train_cfg.model, resolve=True), "model")
+        if budget == "smoke":  # shrunk, whatever the model's class
+            assert sum(p.numel() for p in model.parameters()) < 2e5, step.name

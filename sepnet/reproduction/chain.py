@@ -136,18 +136,27 @@ CHAIN: tuple[Step, ...] = (
 
 
 @cache
-def experiment_init(name: str) -> tuple[str | None, bool]:
-    """``(init.from_run, init.strict)`` of ``experiment=<name>`` as composed by Hydra (inherited experiments included)."""
+def experiment_config(name: str):
+    """``experiment=<name>``'s train config as composed by Hydra (inherited experiments included)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():  # inside an entry point's hydra.main: same conf/
-        cfg = compose(config_name="train", overrides=[f"experiment={name}"])
-    else:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[f"experiment={name}"])
+        return compose(config_name="train", overrides=[f"experiment={name}"])
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=[f"experiment={name}"])
+
+
+def experiment_init(name: str) -> tuple[str | None, bool]:
+    """``(init.from_run, init.strict)`` of ``experiment=<name>``."""
+    cfg = experiment_config(name)
     parent = cfg.init.get("from_run")
     return (str(parent) if parent else None), bool(cfg.init.get("strict", True))
+
+
+def experiment_model(name: str) -> str:
+    """The class name of ``experiment=<name>``'s model (``CRNN``, ``BandSplitRNN``): what a budget sizes by."""
+    return str(experiment_config(name).model._target_).rsplit(".", 1)[-1]
 
 
 def experiment_parent(name: str) -> str | None:

@@ -35,6 +35,7 @@ from sepnet.reproduction.chain import (
     TRAIN,
     Step,
     documented_sdr,
+    experiment_model,
     loads_whole_parent,
     step_parents,
 )  # fmt: skip
@@ -116,11 +117,16 @@ class ChainRunner:
     Args:
         root: the reproduce root (``paths.outputs_root`` of every step).
         overrides: ``{"data"|"train"|"fine_tune"|"merge"|"evaluate": [override, ...]}``, budget then user's.
+        model_sizes: ``{model class name | "default": [override, ...]}``, the budget's model sizes
+            (:func:`budget_model_sizes`); a train step gets its model's, before ``train``'s.
         dry_run: print the commands instead of running them.
     """
 
-    def __init__(self, root: Path, overrides: dict[str, list[str]], dry_run: bool = False):
+    def __init__(
+        self, root: Path, overrides: dict[str, list[str]], model_sizes: dict[str, list[str]] | None = None, dry_run: bool = False
+    ):
         self.root, self.overrides, self.dry_run = root, overrides, dry_run
+        self.model_sizes = model_sizes or {}
         self.python = sys.executable
         # Children import this very sepnet (a worktree's, not whichever one is installed).
         package_root = str(Path(sepnet.__file__).resolve().parent.parent)
@@ -152,9 +158,14 @@ class ChainRunner:
     def train_command(self, step: Step, out: Path) -> list[str]:
         return [
             *self.module("train"), f"experiment={step.name}", f"paths.outputs_root={hydra_value(self.root)}",
-            f"hydra.run.dir={hydra_value(out)}", *self.overrides["data"], *self.overrides["train"],
+            f"hydra.run.dir={hydra_value(out)}", *self.overrides["data"], *self.sizes(step), *self.overrides["train"],
             *(self.overrides[FINE_TUNE] if loads_whole_parent(step) else []),
         ]
+
+    def sizes(self, step: Step) -> list[str]:
+        """The budget's model sizes for a train step's model class (``default`` for any other class)."""
+        model = experiment_model(step.name)
+        return self.model_sizes.get(model, self.model_sizes.get("default", []))
 
     def merge_command(self, step: Step, out: Path) -> list[str]:
         ckpts = ",".join(hydra_value(self.checkpoint(p)) for p in step.parents)
@@ -356,6 +367,16 @@ def budget_overrides(cfg: DictConfig) -> dict[str, list[str]]:
     }
 
 
+def budget_model_sizes(cfg: DictConfig) -> dict[str, list[str]]:
+    """``{model class name | "default": [override, ...]}``: the budget's ``model_sizes`` (empty if it has none).
+
+    The CRNN family and the band-split RNN take different size arguments
+    (``encoder_channels`` vs ``features``), so a budget sizes each class on its own.
+    """
+    sizes = cfg.budgets[cfg.reproduce.budget].get("model_sizes") or {}
+    return {str(model): [str(o) for o in overrides or []] for model, overrides in sizes.items()}
+
+
 def format_sdr(value) -> str:
     return "NaN" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f} dB"
 
@@ -372,7 +393,7 @@ def run_chain(cfg: DictConfig) -> list[Row]:
     if not dry_run:
         check_parents(steps, root)
     root.mkdir(parents=True, exist_ok=True)
-    runner = ChainRunner(root, overrides, dry_run)
+    runner = ChainRunner(root, overrides, budget_model_sizes(cfg), dry_run)
     budget = str(cfg.reproduce.budget)
     print(f"reproduce: {len(steps)} steps, budget {budget}, under {root}", flush=True)
     kept = [] if dry_run else earlier_rows(root, steps)
