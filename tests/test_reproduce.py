@@ -186,4 +186,4 @@ def test_every_train_step_composes_at_each_budget_with_its_models_sizes(tmp_path
         assert set(sizes.get(model_class, sizes["default"])) <= set(command), step.name
         model = build(MODEL, OmegaConf.to_container(train_cfg.model, resolve=True), "model")
         if budget == "smoke":  # shrunk, whatever the model's class
-            assert sum(p.numel() for p in model.parameters()) < 2e5, step.name
+            assert sum(p.numel() for p in model.parameters()) < 4e5, step.name

@@ -45,6 +45,7 @@ DOCUMENTED: dict[str, str] = {
     "unet_crnn_mtl": "not scored",
     # Not the log's: sepnet's own recipe, trained at the same budget so the chain ends comparing with it.
     "sepnet_recipe": "not in the log (sepnet's recipe)",
+    "sepnet_band_split": "not in the log (sepnet's recipe)",
 }
 """The log's result per run or merge, as the log states it (experiments/README.md's column)."""
 
@@ -120,6 +121,7 @@ CHAIN: tuple[Step, ...] = (
     _train("unet_crnn"),
     _train("unet_crnn_mtl"),
     _train("sepnet_recipe"),
+    _train("sepnet_band_split"),
     # The main checkpoints on the test split (ultimate_4db is scored by its sweep above).
     _test("crnn_long"),
     _test("crnn_large_finetune_ver1", "eval.mask_scale=1.2", "eval.threshold=0.0"),
@@ -128,6 +130,7 @@ CHAIN: tuple[Step, ...] = (
     _test("unet_crnn"),
     _test("unet_crnn_mtl"),
     _test("sepnet_recipe"),
+    _test("sepnet_band_split"),
     # Like-for-like scores for the claims (sepnet.reproduction.claims): without the knobs the log used.
     Step("test_crnn_large_finetune_ver1_no_knobs", EVALUATE, ("crnn_large_finetune_ver1",)),
     Step("test_crnn_large_merged_0.8_0.2_no_knobs", EVALUATE, ("crnn_large_merged_0.8_0.2",)),
