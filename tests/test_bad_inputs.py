@@ -386,13 +386,14 @@ def test_evaluate_with_a_folder_as_the_checkpoint(tiny_checkpoint, tiny_data_roo
 def test_separate_checkpoint_of_a_newer_sepnet(tiny_checkpoint, tmp_path):
     def newer(raw):
         raw["sepnet"]["version"] = "0.4.0"
-        raw["sepnet"]["config"]["model"]["_target_"] = "sepnet.models.BandSplitRNN"
+        raw["sepnet"]["config"]["model"]["_target_"] = "sepnet.models.MelBandRoformer"  # a class of a future sepnet
 
     ckpt = edited_checkpoint(tiny_checkpoint, tmp_path / "newer.ckpt", newer)
     assert_one_line(
         run_entry_point("sepnet.separate", *separate_args(ckpt, tmp_path)),
-        f"checkpoint '{ckpt}' was refused: model._target_ is 'sepnet.models.BandSplitRNN', not a sepnet model "
-        "(sepnet.models.CRNN, sepnet.models.MultiTaskUNetCRNN, sepnet.models.UNetCRNN); it was written by sepnet "
+        f"checkpoint '{ckpt}' was refused: model._target_ is 'sepnet.models.MelBandRoformer', not a sepnet model "
+        "(sepnet.models.BandSplitRNN, sepnet.models.CRNN, sepnet.models.MultiTaskUNetCRNN, sepnet.models.UNetCRNN); "
+        "it was written by sepnet "
         f"'0.4.0' and this is sepnet {sepnet.__version__}: load it with the version that wrote it",
     )
 
@@ -581,7 +582,7 @@ def test_readme_train_commands_compose_and_options_stand_anywhere(tmp_path):
     assert not (tmp_path / "shown").exists()  # shown, not run
     result = run_entry_point(*readme_command(NEXT_STEPS, "sepnet.train", "--help"), "model=large")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "model: crnn, large, shared_unet, unet_crnn, unet_crnn_mtl" in result.stdout
+    assert "model: band_split, crnn, large, shared_unet, unet_crnn, unet_crnn_mtl" in result.stdout
 
 
 @pytest.mark.parametrize(
