@@ -456,7 +456,7 @@ def test_a_new_model_registers_itself_and_loads_from_its_name(monkeypatch):
 def test_training_builds_through_the_registry(tiny_run):
     with pytest.raises(SepnetError) as error:
         build_module(tiny_run("model._target_=shutil.copyfile"))
-    assert str(error.value).startswith("model._target_ is 'shutil.copyfile', not a sepnet model (sepnet.models.CRNN, ")
+    assert str(error.value).startswith("model._target_ is 'shutil.copyfile', not a sepnet model (sepnet.models.BandSplitRNN, sepnet.models.CRNN, ")
     with pytest.raises(SepnetError, match=r"^model.hidden_size is 'big' \(a str\), but CRNN takes int; fix it"):
         build_module(tiny_run("model.hidden_size=big"))
 
