@@ -104,3 +104,8 @@ def test_the_experiment_trains_and_its_checkpoint_rebuilds_and_separates(tiny_ru
     with torch.no_grad():
         stems = loaded.separator(mixture)
     assert stems.shape == (2, 4, 2, 22050) and torch.isfinite(stems).all()
+
+
+def test_an_input_of_the_wrong_shape_names_the_shape_expected():
+    with pytest.raises(ValueError, match=r"expected input \(batch, 2, 64, frames\), got \(1, 1, 64, 5\)"):
+        BandSplitRNN(FOUR, **SMALL)(torch.randn(1, 1, 64, 5))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sepnet.models.masks import activate_masks, check_mask_activation
+from sepnet.models.masks import activate_masks, check_mask_activation, check_model_input
 from sepnet.models.registry import register_model
 
 
@@ -190,10 +190,7 @@ class BandSplitRNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""
-        if x.ndim != 4 or x.shape[1] != self.audio_channels or x.shape[2] != self.n_bins:
-            raise ValueError(
-                f"expected input (batch, {self.audio_channels}, {self.n_bins}, frames), got {tuple(x.shape)}"
-            )
+        check_model_input(x, self.audio_channels, self.n_bins)
         group_bins = x.split([group.bands * group.width for group in self.groups], dim=2)
         z = torch.cat([group.embed(bins) for group, bins in zip(self.groups, group_bins)], dim=1)  # (B, K, T, N)
         for block in self.blocks:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from sepnet.models.masks import activate_masks, check_mask_activation
+from sepnet.models.masks import activate_masks, check_mask_activation, check_model_input
 from sepnet.models.registry import register_model
 
 
@@ -184,11 +184,7 @@ class CRNN(nn.Module):
         return x
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.audio_channels or x.shape[2] != self.n_bins:
-            raise ValueError(
-                f"expected input (batch, {self.audio_channels}, {self.n_bins}, frames), got {tuple(x.shape)}"
-            )
-        return x
+        return check_model_input(x, self.audio_channels, self.n_bins)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, F, T) -> (masks (B, stems, C, F, T), LSTM sequence (B, T, 2*hidden))."""

@@ -1,6 +1,6 @@
-"""Mask activations: a model's logits per stem -> masks in [0, 1], shared by every mask model.
+"""What every mask model shares: the input it takes, and the activation from its logits to masks.
 
-    logits (B, stems [+ residual], C, F, T) -> masks (B, stems, C, F, T)
+    input (B, C, F, T) -> ... -> logits (B, stems [+ residual], C, F, T) -> masks (B, stems, C, F, T) in [0, 1]
 
 ``sigmoid`` gives every stem its own mask: together they may take more than the
 whole mixture from a time-frequency bin (vocals 0.9 and other 0.8), or leave part
@@ -17,6 +17,13 @@ from __future__ import annotations
 import torch
 
 MASK_ACTIVATIONS = ("sigmoid", "softmax", "normalised")
+
+
+def check_model_input(x: torch.Tensor, audio_channels: int, n_bins: int) -> torch.Tensor:
+    """``x`` if it is (batch, audio_channels, n_bins, frames); else ``ValueError`` naming the shape expected."""
+    if x.ndim != 4 or x.shape[1] != audio_channels or x.shape[2] != n_bins:
+        raise ValueError(f"expected input (batch, {audio_channels}, {n_bins}, frames), got {tuple(x.shape)}")
+    return x
 
 
 def check_mask_activation(mask_activation: str, residual: bool, n_targets: int) -> None:
