@@ -29,10 +29,11 @@ def test_bands_that_cannot_cover_the_input_are_refused(widths, counts, message):
         split_bins(513, widths, counts)
 
 
+@pytest.mark.parametrize("conv_channels", [0, 4])
 @pytest.mark.parametrize("frames", [1, 7, 40])
-def test_softmax_masks_share_the_mixture_for_any_frame_count_and_every_weight_learns(frames):
+def test_softmax_masks_share_the_mixture_for_any_frame_count_and_every_weight_learns(frames, conv_channels):
     torch.manual_seed(0)
-    model = BandSplitRNN(FOUR, **SMALL)
+    model = BandSplitRNN(FOUR, **SMALL, conv_channels=conv_channels)
     x = torch.randn(3, 2, 64, frames, requires_grad=True)
     masks = model(x)
     assert masks.shape == (3, 4, 2, 64, frames) and masks.dtype == torch.float32
@@ -53,6 +54,20 @@ def test_bands_exchange_information_across_frequency():
     with torch.no_grad():
         top, top_moved = model(x)[..., -32:, :], model(moved)[..., -32:, :]
     assert not torch.allclose(top, top_moved)
+
+
+def test_the_conv_stem_gives_a_band_its_neighbours_bins():
+    """With conv_channels, a band's masks hear the next band's edge bins before the split; without, only via the LSTM."""
+    torch.manual_seed(0)
+    model = BandSplitRNN(FOUR, **{**SMALL, "num_layers": 0}, conv_channels=4).eval()
+    x = torch.randn(1, 2, 64, 5)
+    moved = x.clone()
+    moved[:, :, 4] = torch.randn(2, 5)  # the second band's first bin
+    with torch.no_grad():
+        first, first_moved = model(x)[..., :4, :], model(moved)[..., :4, :]
+    assert not torch.allclose(first, first_moved)
+    with pytest.raises(ValueError, match="conv_channels must be >= 0"):
+        BandSplitRNN(FOUR, **SMALL, conv_channels=-1)
 
 
 def test_a_single_target_needs_the_residual_output():
@@ -82,11 +97,11 @@ def test_the_config_builds_through_the_registry_and_refuses_what_it_cannot_take(
 
 
 def test_the_shipped_config_has_the_documented_size(tiny_run):
-    """conf/model/band_split.yaml as shipped: 32 bands over 513 bins, about 3.0M parameters."""
-    cfg = tiny_run("model=band_split", "model.features=64", "model.hidden_size=64", "model.num_layers=2")
+    """conf/model/band_split.yaml as shipped: 32 bands over 513 bins, a conv stem, one block, about 3.1M parameters."""
+    cfg = tiny_run("model=band_split", "model.features=64", "model.hidden_size=64", "model.num_layers=1")
     model = build(MODEL, OmegaConf.to_container(cfg.model, resolve=True), "model")
     assert len(model.band_widths) == 32
-    assert 2.9e6 < sum(p.numel() for p in model.parameters()) < 3.1e6
+    assert model.stem is not None and 3.0e6 < sum(p.numel() for p in model.parameters()) < 3.2e6
 
 
 def test_the_experiment_trains_and_its_checkpoint_rebuilds_and_separates(tiny_run, tmp_path):

@@ -1,8 +1,9 @@
 """The band-split RNN mask estimator (after Luo & Yu, "Music Source Separation with Band-split RNN", 2023).
 
     input (batch, channels, bins, frames)   normalised log-magnitude
+    [conv stem: 2 x (Conv2d 3x3 -> GELU), conv_channels maps, concatenated to the input channels]
     split the bins into K bands: narrow at low frequencies, where pitch lives, wide at high ones
-    -> per band: LayerNorm -> Linear(channels*width -> features)        (batch, K, frames, features)
+    -> per band: LayerNorm -> Linear(in_channels*width -> features)     (batch, K, frames, features)
     -> num_layers x [BiLSTM across time within each band ; BiLSTM across the bands within each frame],
        each a residual block (x + Linear(BiLSTM(LayerNorm(x))))
     -> per band: LayerNorm -> Linear(features -> 4*features) -> Tanh -> Linear -> GLU
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sepnet.models.masks import activate_masks, check_mask_activation, check_model_input
+from sepnet.models.masks import activate_masks, check_model_input, mask_outputs
 from sepnet.models.registry import register_model
 
 
@@ -83,21 +84,20 @@ class BandLayerNorm(nn.Module):
 class BandGroup(nn.Module):
     """Consecutive bands of one width: their embeddings in and mask logits out, each band with its own weights.
 
-    :meth:`embed`: (B, C, bands*width, T) bins -> (B, bands, T, features): LayerNorm -> Linear per band.
-    :meth:`masks`: (B, bands, T, features) -> (B, outputs, C, bands*width, T) logits: LayerNorm ->
+    :meth:`embed`: (B, in_channels, bands*width, T) bins -> (B, bands, T, features): LayerNorm -> Linear per band.
+    :meth:`masks`: (B, bands, T, features) -> (B, outputs, mask_channels, bands*width, T) logits: LayerNorm ->
     Linear(features -> 4 features) -> Tanh -> Linear -> GLU per band, as in BSRNN (the gated
     linear unit lets a band switch its logits off as well as scale them).
     """
 
-    def __init__(self, bands: int, width: int, audio_channels: int, features: int, outputs: int):
+    def __init__(self, bands: int, width: int, in_channels: int, features: int, outputs: int, mask_channels: int):
         super().__init__()
         self.bands, self.width, self.outputs = bands, width, outputs
-        band_features = audio_channels * width
-        self.embed_norm = BandLayerNorm(bands, band_features)
-        self.embed_linear = BandLinear(bands, band_features, features)
+        self.embed_norm = BandLayerNorm(bands, in_channels * width)
+        self.embed_linear = BandLinear(bands, in_channels * width, features)
         self.head_norm = BandLayerNorm(bands, features)
         self.head_hidden = BandLinear(bands, features, 4 * features)
-        self.head_out = BandLinear(bands, 4 * features, 2 * outputs * band_features)
+        self.head_out = BandLinear(bands, 4 * features, 2 * outputs * mask_channels * width)
 
     def embed(self, bins: torch.Tensor) -> torch.Tensor:
         batch, channels, _, frames = bins.shape
@@ -157,6 +157,9 @@ class BandSplitRNN(nn.Module):
             up to the mixture), ``sigmoid`` or ``normalised``; see :mod:`sepnet.models.masks`.
         residual: with ``softmax``, one more output takes what no target stem claims;
             required for a softmax over a single target.
+        conv_channels: feature maps of two 3x3 convolutions over the full-resolution spectrogram,
+            given to the band embeddings beside the input (0: none): local time-frequency
+            patterns (onsets, harmonics' shapes) before the split, as a U-Net's first block sees them.
 
     The sizes have no default: they live in ``conf/model/band_split.yaml``.
     """
@@ -173,24 +176,39 @@ class BandSplitRNN(nn.Module):
         band_counts: Sequence[int],
         mask_activation: str = "softmax",
         residual: bool = False,
+        conv_channels: int = 0,
     ):
         super().__init__()
         self.target_stems = list(target_stems)
-        if not self.target_stems:
-            raise ValueError("target_stems is empty: name at least one stem")
-        check_mask_activation(mask_activation, residual, len(self.target_stems))
+        outputs = mask_outputs(self.target_stems, mask_activation, residual)
+        if conv_channels < 0:
+            raise ValueError(f"conv_channels must be >= 0, got {conv_channels}")
+        self.stem = (
+            nn.Sequential(
+                nn.Conv2d(audio_channels, conv_channels, 3, padding=1),
+                nn.GELU(),
+                nn.Conv2d(conv_channels, conv_channels, 3, padding=1),
+                nn.GELU(),
+            )
+            if conv_channels
+            else None
+        )
         self.mask_activation, self.residual = mask_activation, residual
         self.n_bins, self.audio_channels, self.hidden_size = n_bins, audio_channels, hidden_size
         self.band_widths = split_bins(n_bins, band_widths, band_counts)
-        outputs = len(self.target_stems) + int(residual)  # the residual's logits are dropped from the masks
         # Consecutive bands of one width form a group, each group one batched matmul.
         runs = [(width, len(list(same))) for width, same in itertools.groupby(self.band_widths)]
-        self.groups = nn.ModuleList(BandGroup(count, width, audio_channels, features, outputs) for width, count in runs)
+        in_channels = audio_channels + conv_channels  # the embeddings see the stem's maps beside the input
+        self.groups = nn.ModuleList(
+            BandGroup(count, width, in_channels, features, outputs, audio_channels) for width, count in runs
+        )
         self.blocks = nn.ModuleList(BandSequenceBlock(features, hidden_size) for _ in range(num_layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""
         check_model_input(x, self.audio_channels, self.n_bins)
+        if self.stem is not None:
+            x = torch.cat([x, self.stem(x)], dim=1)  # (B, C + conv_channels, F, T)
         group_bins = x.split([group.bands * group.width for group in self.groups], dim=2)
         z = torch.cat([group.embed(bins) for group, bins in zip(self.groups, group_bins)], dim=1)  # (B, K, T, N)
         for block in self.blocks:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from sepnet.models.masks import activate_masks, check_mask_activation, check_model_input
+from sepnet.models.masks import activate_masks, check_model_input, mask_outputs
 from sepnet.models.registry import register_model
 
 
@@ -139,18 +139,15 @@ class CRNN(nn.Module):
         super().__init__()
         self.hidden_size = hidden_size
         self.target_stems = list(target_stems)
-        if not self.target_stems:
-            raise ValueError("target_stems is empty: name at least one stem")
+        # The residual's logits are one more stem's worth of outputs, dropped from the masks.
+        n_outputs = mask_outputs(self.target_stems, mask_activation, residual) * audio_channels
         scale = 2 ** len(encoder_channels)
         if n_bins % scale:
             raise ValueError(f"n_bins={n_bins} must be divisible by 2**{len(encoder_channels)}={scale}")
         self.n_bins = n_bins
         self.audio_channels = audio_channels
-        check_mask_activation(mask_activation, residual, len(self.target_stems))
         self.mask_activation = mask_activation
         self.residual = residual
-        # The residual's logits are one more stem's worth of outputs, dropped from the masks.
-        n_outputs = (len(self.target_stems) + int(residual)) * audio_channels
 
         widths = [audio_channels, *encoder_channels]
         self.encoder = nn.ModuleList(EncoderBlock(a, b) for a, b in itertools.pairwise(widths))

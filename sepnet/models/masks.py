@@ -14,6 +14,8 @@ Demucs's and band-split models' outputs have.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 MASK_ACTIVATIONS = ("sigmoid", "softmax", "normalised")
@@ -26,14 +28,21 @@ def check_model_input(x: torch.Tensor, audio_channels: int, n_bins: int) -> torc
     return x
 
 
-def check_mask_activation(mask_activation: str, residual: bool, n_targets: int) -> None:
-    """Raise ``ValueError`` for an activation sepnet does not have, or a residual/softmax that cannot work."""
+def mask_outputs(target_stems: Sequence[str], mask_activation: str, residual: bool) -> int:
+    """How many mask outputs a model with these settings needs: its targets, plus one for the residual.
+
+    Raises ``ValueError`` for no target stems, an activation sepnet does not have, or a
+    residual/softmax combination that cannot work.
+    """
+    if not target_stems:
+        raise ValueError("target_stems is empty: name at least one stem")
     if mask_activation not in MASK_ACTIVATIONS:
         raise ValueError(f"mask_activation must be one of {', '.join(MASK_ACTIVATIONS)}, got '{mask_activation}'")
     if residual and mask_activation != "softmax":
         raise ValueError("residual: true needs mask_activation: softmax (the other masks may leave a rest already)")
-    if mask_activation == "softmax" and n_targets == 1 and not residual:
+    if mask_activation == "softmax" and len(target_stems) == 1 and not residual:
         raise ValueError("a softmax over one target stem is always 1: set residual: true")
+    return len(target_stems) + int(residual)  # the residual's logits are dropped by activate_masks
 
 
 def activate_masks(logits: torch.Tensor, mask_activation: str, n_targets: int) -> torch.Tensor:
