@@ -31,9 +31,10 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "sepnet needs$$missing: install it (e.g. sudo apt-get install$$missing)"; exit 1; fi
 
-# The main job is sepnet's recipe (experiments/sepnet_recipe.yaml); ARGS add overrides to it.
+# The main job is sepnet's recipe (experiments/sepnet_band_split.yaml); ARGS add overrides to it.
+# RECIPE=experiment=sepnet_recipe trains the lean U-Net recipe instead (make train's before 2026-12-02, session 7).
 # RECIPE= trains conf/train.yaml's defaults instead: the research log's standard CRNN.
-RECIPE ?= experiment=sepnet_recipe
+RECIPE ?= experiment=sepnet_band_split
 train: $(INSTALLED)
 	$(BIN)/python -m sepnet.train $(RECIPE) $(ARGS)
 
