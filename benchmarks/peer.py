@@ -96,8 +96,8 @@ def inference_knobs(wiener_iters: int):
 def score_test(separator, datamodule) -> dict:
     """``{"plain"|"wiener": {stem: SDR, "mean": SDR}, "tracks": n}`` on the test split: BSSEval v4,
     median over frames and tracks; ``wiener`` with one multichannel Wiener iteration."""
-    from sepnet.dsp.overlap_add import build_runner
     from sepnet.evaluation.scoring import aggregate, mean_over_stems, score_track
+    from sepnet.inference.overlap_add import build_runner
 
     datamodule.prepare_data()
     tracks = [datamodule.read_track(f) for f in datamodule.source.tracks("test", datamodule.stems)]
@@ -177,7 +177,7 @@ def scaler_statistics(encoder, tracks) -> tuple:
 
 
 def peer_separator(models: dict, frontend_cfg):
-    """A sepnet :class:`~sepnet.models.separator.Separator` around Open-Unmix's target models, for sepnet's
+    """A sepnet :class:`~sepnet.inference.separator.Separator` around Open-Unmix's target models, for sepnet's
     overlap-add runner, Wiener filter and scoring: model input is the linear magnitude of sepnet's centred
     STFT with all ``n_fft // 2 + 1`` bins, and each model's magnitude estimate becomes the ratio mask
     ``estimate / |mixture|`` (Open-Unmix multiplies its output by the mixture magnitude, so the mask is
@@ -186,7 +186,7 @@ def peer_separator(models: dict, frontend_cfg):
     from torch import nn
 
     from sepnet.dsp.frontend import SpectralFrontEnd
-    from sepnet.models.separator import Separator
+    from sepnet.inference.separator import Separator
 
     class MagnitudeFrontEnd(SpectralFrontEnd):
         def forward(self, waveform):

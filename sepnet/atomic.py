@@ -10,6 +10,7 @@ fails removes its temporary file; an ``OSError`` becomes one
     with atomic_write(path, fix="choose another output folder") as f:   # a streaming writer
         f.write(block) ...
     write_text(path, text, fix=...)                                      # a whole file at once
+    save_torch(checkpoint, path, fix=...)                                # torch.save, atomically
 
 It lives at the top of the package, next to :mod:`sepnet.errors`, because every
 layer writes files (audio, checkpoints, caches, result tables) and none of them
@@ -23,7 +24,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sepnet.errors import SepnetError
 
@@ -117,3 +118,17 @@ def write_bytes(path: str | os.PathLike, data: bytes, **options) -> Path:
 def write_text(path: str | os.PathLike, text: str, **options) -> Path:
     """Replace ``path`` with UTF-8 ``text`` atomically (options as :func:`atomic_write`); returns the path."""
     return write_bytes(path, text.encode("utf-8"), **options)
+
+
+def save_torch(obj: Any, path: str | os.PathLike, *, save: Any = None, **options) -> Path:
+    """``torch.save(obj, ...)`` into ``path`` atomically (options as :func:`atomic_write`); returns the path.
+
+    The one checkpoint writer: Lightning's (:mod:`sepnet.checkpoints.lightning_io`), ``merge``'s
+    and every other ``.ckpt`` sepnet writes go through it. ``save(obj, file)`` replaces
+    ``torch.save`` (tests use it to stall a write).
+    """
+    import torch  # here, not at the top: the rest of this module serves layers that never load torch
+
+    with atomic_write(path, **options) as f:
+        (save or torch.save)(obj, f)
+    return Path(path)

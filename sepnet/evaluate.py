@@ -7,7 +7,7 @@
 
 The checkpoint supplies the model and front end; the data config reads the
 tracks of ``split`` at the checkpoint's sample rate (so scores are at that rate).
-Every track is separated whole (:mod:`sepnet.dsp.overlap_add`) and scored
+Every track is separated whole (:mod:`sepnet.inference.overlap_add`) and scored
 (:mod:`sepnet.evaluation.scoring`): BSSEval v4 SDR per track (median over 1 s frames), its
 median and mean over tracks, the MDX new SDR, and gain tracking. The run dir gets
 ``results.json``, ``per_track.csv``, ``summary.md`` (also printed),
@@ -29,9 +29,9 @@ from omegaconf import DictConfig
 from sepnet.app.allocator import keep_freed_memory
 from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.errors import exit_on_user_error
-from sepnet.evaluation.evaluator import bind_checkpoint, resolve_gain, run_evaluation, summary_markdown
+from sepnet.evaluation.evaluator import bind_checkpoint, output_gains, run_evaluation, summary_markdown
 
-__all__ = ["bind_checkpoint", "evaluate", "main", "resolve_gain", "run_evaluation", "summary_markdown"]
+__all__ = ["bind_checkpoint", "evaluate", "main", "output_gains", "run_evaluation", "summary_markdown"]
 
 
 @exit_on_user_error

@@ -19,7 +19,7 @@ otherwise the median g* of the split it scored).
 
 The whole path streams: the input is read block by block, resampled to the
 model's rate (soxr streaming), separated in cross-faded chunks
-(:mod:`sepnet.dsp.overlap_add`), resampled back and appended to the output files,
+(:mod:`sepnet.inference.overlap_add`), resampled back and appended to the output files,
 which appear under their final names only when complete. Memory depends on
 ``separate.chunk_seconds`` and ``separate.batch_size``, not on the input length.
 
@@ -41,12 +41,12 @@ from omegaconf import DictConfig
 
 from sepnet.app.allocator import keep_freed_memory
 from sepnet.app.scaffold import hydra_entry_point, run_entry_point
-from sepnet.dsp.separation import (  # re-exported: the entry point's public names
+from sepnet.commands.separation import (  # re-exported: the entry point's public names
     ACCOMPANIMENT,
     Job,
     find_jobs,
     learned_gains,
-    resolve_gain,
+    output_gains,
     run_separation,
     safe_name,
     separate_file,
@@ -55,7 +55,7 @@ from sepnet.dsp.separation import (  # re-exported: the entry point's public nam
 from sepnet.errors import exit_on_user_error
 
 __all__ = [
-    "ACCOMPANIMENT", "Job", "find_jobs", "learned_gains", "main", "resolve_gain",
+    "ACCOMPANIMENT", "Job", "find_jobs", "learned_gains", "main", "output_gains",
     "run_separation", "safe_name", "separate", "separate_file", "track_name",
 ]  # fmt: skip
 

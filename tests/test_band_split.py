@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from sepnet.models import BandSplitRNN
 from sepnet.models.band_split import split_bins
-from sepnet.models.registry import MODEL, RefusedConfig, build
+from sepnet.registry import MODEL, RefusedConfig, build
 
 FOUR = ["bass", "drums", "other", "vocals"]
 SMALL = {"n_bins": 64, "audio_channels": 2, "features": 8, "hidden_size": 6, "num_layers": 2,

@@ -24,10 +24,10 @@ from sepnet.data.datamodule import load_track
 from sepnet.data.sources import read_track_folder
 from sepnet.data.synthetic import DEFAULT_TRACKS, _track_seed, generate_track
 from sepnet.dsp.frontend import SpectralFrontEnd
-from sepnet.dsp.overlap_add import OverlapAdd
 from sepnet.errors import SepnetError
 from sepnet.evaluation.rhythm import score_track_beats, track_beat_activation
-from sepnet.models.separator import Separator
+from sepnet.inference.overlap_add import OverlapAdd
+from sepnet.inference.separator import Separator
 
 RATE = 22050
 STEMS = ["bass", "drums", "other", "vocals"]

@@ -22,13 +22,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from sepnet.checkpoints import checkpoint
-from sepnet.checkpoints.atomic import AtomicCheckpointIO, stale_temp_files
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY
+from sepnet.checkpoints.lightning_io import AtomicCheckpointIO, stale_temp_files
 from sepnet.checkpoints.merging import merge_checkpoints
 from sepnet.checkpoints.resume import resume_point
 from sepnet.errors import SepnetError
 from sepnet.evaluate import run_evaluation
-from sepnet.models import registry
+from sepnet import registry
 from sepnet.reproduce import reproduce
 from sepnet.separate import run_separation
 from sepnet.train import build_module, run_training
@@ -43,7 +43,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         f.write(b"\x80\x02" + b"x" * 50_000)  # a partial pickle reaches the disk, then the write fails
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("sepnet.checkpoints.atomic.torch.save", disk_full_halfway)
+    monkeypatch.setattr("torch.save", disk_full_halfway)
     with pytest.raises(SepnetError) as error:
         io.save_checkpoint({"global_step": 2, "w": torch.zeros(1000)}, last)
     assert str(error.value) == (
@@ -58,7 +58,8 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 SLOW_WRITER = textwrap.dedent(
     """
     import sys, time, torch
-    from sepnet.checkpoints.atomic import AtomicCheckpointIO, atomic_torch_save
+    from sepnet.atomic import save_torch
+    from sepnet.checkpoints.lightning_io import AtomicCheckpointIO
     path = sys.argv[1]
     AtomicCheckpointIO().save_checkpoint({"global_step": 1, "w": torch.ones(10)}, path)
 
@@ -68,7 +69,7 @@ SLOW_WRITER = textwrap.dedent(
         print("writing", flush=True)
         time.sleep(60)
 
-    atomic_torch_save({"global_step": 2}, path, save=slow_save)
+    save_torch({"global_step": 2}, path, save=slow_save, remove_stale=True)
     """
 )
 
@@ -462,16 +463,16 @@ def test_training_builds_through_the_registry(tiny_run):
 
 
 def test_inference_imports_no_lightning():
-    code = "import sys, sepnet.checkpoints.checkpoint, sepnet.models.registry; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
+    code = "import sys, sepnet.checkpoints.checkpoint, sepnet.registry; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
 
 def test_finding_checking_and_loading_checkpoints_imports_no_lightning():
     """Resume's checks, the config comparison, parents, models and the DSP need no Trainer: only training
-    (sepnet.training, sepnet.checkpoints.atomic's Lightning plugin) imports Lightning."""
+    (sepnet.training, sepnet.checkpoints.lightning_io's Lightning plugin) imports Lightning."""
     modules = ["sepnet.checkpoints." + m for m in ("checkpoint", "compat", "merging", "parents", "pretrained", "resume")]
-    modules += ["sepnet.atomic", "sepnet.models", "sepnet.dsp.frontend", "sepnet.dsp.overlap_add", "sepnet.dsp.wiener"]
+    modules += ["sepnet.atomic", "sepnet.models", "sepnet.dsp.frontend", "sepnet.inference.overlap_add", "sepnet.dsp.wiener"]
     code = f"import sys, {', '.join(modules)}; print(sorted(m for m in sys.modules if m.startswith('lightning')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

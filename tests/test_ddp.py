@@ -16,8 +16,8 @@ from conftest import TINY_RUN, TINY_SOURCE, compose_config
 from hydra.utils import instantiate
 
 from sepnet.checkpoints import checkpoint
-from sepnet.checkpoints.atomic import stale_temp_files
 from sepnet.checkpoints.checkpoint import read_checkpoint
+from sepnet.checkpoints.lightning_io import stale_temp_files
 from sepnet.data.datamodule import EpochSampler, ShardSampler
 from sepnet.evaluation.metrics import chunk_sdr
 
@@ -100,13 +100,13 @@ def ddp_train_command(tiny_data_root, run_dir, *overrides: str) -> list[str]:
     """A 2-process trainer=ddp_cpu run at test size that logs every checkpoint it writes."""
     return [
         sys.executable, "-m", "sepnet.train", "trainer=ddp_cpu", f"data.source.root={tiny_data_root}", *TINY_SOURCE,
-        *TINY_RUN, *DDP_EPOCHS, "logger=none", "hydra.verbose=[sepnet.checkpoints.atomic]", f"hydra.run.dir={run_dir}",
+        *TINY_RUN, *DDP_EPOCHS, "logger=none", "hydra.verbose=[sepnet.checkpoints.lightning_io]", f"hydra.run.dir={run_dir}",
         *overrides,
     ]
 
 
 def checkpoint_writes(log_file, name: str) -> list[int]:
-    """The steps at which the run's log says ``name`` was written (sepnet.checkpoints.atomic's debug lines)."""
+    """The steps at which the run's log says ``name`` was written (sepnet.checkpoints.lightning_io's debug lines)."""
     pattern = re.compile(rf"wrote \S*/{re.escape(name)} \(epoch \d+, step (\d+)\)")
     return [int(m.group(1)) for m in pattern.finditer(log_file.read_text())] if log_file.exists() else []
 

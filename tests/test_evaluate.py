@@ -67,7 +67,7 @@ def test_evaluate_writes_results_per_track_and_summary(evaluated, tiny_checkpoin
 def test_scores_match_a_direct_bsseval_of_the_separated_track(tiny_checkpoint, tiny_data_root):
     """The per-track SDR is museval-v4-style: the target stems scored jointly, median over 1 s frames."""
     from sepnet.checkpoints import checkpoint
-    from sepnet.dsp.overlap_add import OverlapAdd
+    from sepnet.inference.overlap_add import OverlapAdd
 
     audio = np.stack([sf.read(tiny_data_root / "test" / "synth_006" / f"{s}.wav", dtype="float32")[0].T
                       for s in ("bass", "drums", "other", "vocals")])
@@ -106,8 +106,8 @@ def test_gain_tracking_finds_a_too_quiet_output():
 @pytest.mark.slow
 def test_gain_auto_applies_the_median_gain_learned_on_valid(tiny_checkpoint, tiny_data_root, tmp_path):
     from sepnet.checkpoints import checkpoint
-    from sepnet.dsp.overlap_add import OverlapAdd
     from sepnet.evaluation.scoring import optimal_gain
+    from sepnet.inference.overlap_add import OverlapAdd
 
     cfg = compose_config("evaluate", evaluate_overrides(tiny_checkpoint, tiny_data_root, "eval.gain=auto", "report=false"), tmp_path)
     results = run_evaluation(cfg)

@@ -6,8 +6,8 @@ from omegaconf import OmegaConf
 
 from sepnet.app.configs import CONFIG_DIR
 from sepnet.dsp.frontend import SpectralFrontEnd
-from sepnet.dsp.overlap_add import build_runner
-from sepnet.models.separator import InferenceSettings, Separator
+from sepnet.inference.overlap_add import build_runner
+from sepnet.inference.separator import InferenceSettings, Separator
 
 SHARED = ["mask_scale", "mask_clip", "threshold", "wiener_iters", "chunk_seconds", "overlap", "batch_size", "device"]
 

@@ -15,10 +15,11 @@ from sepnet.checkpoints.checkpoint import read_checkpoint
 from sepnet.checkpoints.parents import resolve_run_checkpoint
 from sepnet.compare import compare
 from sepnet.errors import SepnetError
+from sepnet.evaluation.divergence import find_divergence
 from sepnet.merge import merge
 from sepnet.train import run_training, train
 from sepnet.training.module import CHECKPOINT_KEY
-from sepnet.training.overfitting import OverfittingMonitor, find_divergence
+from sepnet.training.overfitting import OverfittingMonitor
 
 
 def test_resolution_fails_clearly_and_skips_unfinished_runs(tmp_path):

@@ -73,7 +73,7 @@ def test_crnn_rejects_bins_not_divisible():
 def test_training_masks_are_the_separators_raw_masks_whatever_the_inference_knobs():
     """The loss sees the model's masks; mask_scale/threshold only change what forward() returns."""
     from sepnet.dsp.frontend import SpectralFrontEnd
-    from sepnet.models.separator import InferenceSettings, Separator
+    from sepnet.inference.separator import InferenceSettings, Separator
 
     torch.manual_seed(0)
     separator = Separator(SpectralFrontEnd(n_fft=126, hop_length=32, n_bins=64), CRNN(["vocals"], **SMALL)).eval()
@@ -102,7 +102,7 @@ def test_multitask_signature_lists_every_argument_with_its_type():
 
 def small_separator(model):
     from sepnet.dsp.frontend import SpectralFrontEnd
-    from sepnet.models.separator import Separator
+    from sepnet.inference.separator import Separator
 
     return Separator(SpectralFrontEnd(n_fft=126, hop_length=32, n_bins=64), model).eval()
 
@@ -118,7 +118,7 @@ def small_separator(model):
 @pytest.mark.parametrize("samples", [640, 40])  # 40: shorter than the STFT's reflection padding
 def test_chunkwise_inference_gives_the_batched_forwards_estimates(model, samples):
     """In eval mode a CRNN separates chunk by chunk around one batched BiLSTM pass; the estimates are unchanged."""
-    from sepnet.models.separator import InferenceSettings
+    from sepnet.inference.separator import InferenceSettings
 
     torch.manual_seed(0)
     separator = small_separator(model)

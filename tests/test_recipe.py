@@ -9,7 +9,7 @@ from conftest import compose_config
 from sepnet.checkpoints import checkpoint
 from sepnet.errors import SepnetError
 from sepnet.models import CRNN, UNetCRNN
-from sepnet.models.registry import MODEL, RefusedConfig, build
+from sepnet.registry import MODEL, RefusedConfig, build
 from sepnet.training.ema import WeightAverage
 from sepnet.training.losses import MaskedMagnitudeLoss, MaskedSpectrumLoss, SpectralTargets
 

@@ -171,7 +171,7 @@ def test_every_train_step_composes_at_each_budget_with_its_models_sizes(tmp_path
     """The CRNN family and the band-split RNN take different size arguments: each train step gets its own."""
     from omegaconf import OmegaConf
 
-    from sepnet.models.registry import MODEL, build
+    from sepnet.registry import MODEL, build
     from sepnet.reproduction.runner import ChainRunner, budget_model_sizes, budget_overrides
 
     cfg, root = reproduce_config(tmp_path, tmp_path / "data", f"reproduce.budget={budget}")

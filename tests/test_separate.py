@@ -11,12 +11,12 @@ import torch
 from conftest import compose_config
 from torch import nn
 
+from sepnet.commands.separation import _read_ahead
 from sepnet.dsp.frontend import SpectralFrontEnd
-from sepnet.dsp.overlap_add import OverlapAdd
-from sepnet.dsp.separation import _read_ahead
 from sepnet.dsp.wiener import wiener
 from sepnet.errors import SepnetError
-from sepnet.models.separator import Separator
+from sepnet.inference.overlap_add import OverlapAdd
+from sepnet.inference.separator import Separator
 from sepnet.separate import Job, find_jobs, run_separation, safe_name, separate_file
 
 STEMS = ["bass", "drums", "other", "vocals"]
@@ -187,7 +187,7 @@ def test_overlap_add_runs_the_last_chunk_in_the_last_batch():
 
 def test_overlap_add_of_a_crnn_does_not_depend_on_the_batch_and_yields_small_blocks():
     """A CRNN's chunks share one BiLSTM batch; each chunk's estimates are its own, whatever the batch."""
-    from sepnet.dsp.overlap_add import OUTPUT_BLOCK
+    from sepnet.inference.overlap_add import OUTPUT_BLOCK
     from sepnet.models import CRNN
 
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ import torch
 from conftest import compose_config
 
 from sepnet.dsp.frontend import SpectralFrontEnd
-from sepnet.models.separator import InferenceSettings, Separator
+from sepnet.inference.separator import InferenceSettings, Separator
 from sepnet.separate import run_separation
 
 STEMS = ["bass", "drums", "other", "vocals"]

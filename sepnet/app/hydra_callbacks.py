@@ -24,9 +24,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.app.run_dir import ensure_writable
+from sepnet.app.tables import markdown_table, write_csv
 from sepnet.atomic import write_text
 from sepnet.errors import SepnetError
-from sepnet.evaluation.tables import markdown_table, write_csv
 
 
 def _check_writable(folder: str, key: str) -> None:

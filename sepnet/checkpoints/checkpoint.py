@@ -8,7 +8,7 @@ again (and mistyped) at evaluation time.
 
 Reading one never runs code from it: the file is loaded with
 ``torch.load(weights_only=True)`` (no pickled objects), the model and front end
-are rebuilt from :mod:`sepnet.models.registry` (sepnet's own classes, by name,
+are rebuilt from :mod:`sepnet.registry` (sepnet's own classes, by name,
 arguments checked against the constructor), nothing read from a file reaches
 ``hydra.utils.instantiate``, and the stored config stays plain data
 (:class:`StoredConfig`): no ``${...}`` in it is ever resolved. Every refusal is
@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from sepnet import __version__
-from sepnet.atomic import atomic_write
+from sepnet.atomic import save_torch
 from sepnet.errors import SepnetError
-from sepnet.models.registry import FRONT_END, MODEL, RefusedConfig, build, check, shown
-from sepnet.models.separator import Separator
+from sepnet.inference.separator import Separator
+from sepnet.registry import FRONT_END, MODEL, RefusedConfig, build, check, shown
 
 CHECKPOINT_KEY = "sepnet"
 """Where a checkpoint keeps what makes it self-describing (config, lineage, metrics, version)."""
@@ -235,7 +235,7 @@ def rebuild(path: Path, raw: Any) -> tuple[Separator, dict]:
 def build_separator(config: Any) -> Separator:
     """A fresh (untrained) separator from a run config's ``frontend`` and ``model`` nodes (the user's YAML).
 
-    Built through :mod:`sepnet.models.registry` like a checkpoint is, so whatever trains
+    Built through :mod:`sepnet.registry` like a checkpoint is, so whatever trains
     is guaranteed to load back.
     """
     from omegaconf import DictConfig, OmegaConf
@@ -249,7 +249,7 @@ def build_separator(config: Any) -> Separator:
     except RefusedConfig as exc:
         raise SepnetError(
             f"{exc}; fix it in the config or on the command line (a new model class registers itself with "
-            f"sepnet.models.registry.register_model)"
+            f"sepnet.registry.register_model)"
         ) from None
     return Separator(front_end, model)
 
@@ -269,8 +269,6 @@ def load(path: str | Path) -> LoadedCheckpoint:
 
 
 def write_checkpoint(raw: dict, path: str | Path) -> Path:
-    """Save a checkpoint dict atomically (:func:`sepnet.atomic.atomic_write`): a crash never leaves half a file."""
+    """Save a checkpoint dict atomically (:func:`sepnet.atomic.save_torch`): a crash never leaves half a file."""
     path = Path(path).expanduser()
-    with atomic_write(path, fix="choose another output path", label=f"checkpoint '{path}'") as f:
-        torch.save(raw, f)
-    return path
+    return save_torch(raw, path, fix="choose another output path", label=f"checkpoint '{path}'")

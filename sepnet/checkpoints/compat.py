@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sepnet.models.registry import FRONT_END, MODEL, registered
+from sepnet.registry import FRONT_END, MODEL, registered
 
 
 class _Missing:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from sepnet.checkpoints.pretrained import load_pretrained
 from sepnet.errors import SepnetError
-from sepnet.models.separator import Separator
+from sepnet.inference.separator import Separator
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from sepnet.checkpoints.checkpoint import (
 )
 from sepnet.checkpoints.compat import differences
 from sepnet.errors import SepnetError
-from sepnet.models.separator import Separator
+from sepnet.inference.separator import Separator
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, read_checkpoint, rebuild
 from sepnet.checkpoints.compat import differences
 from sepnet.errors import SepnetError
-from sepnet.models.registry import shown
+from sepnet.registry import shown
 
 log = logging.getLogger(__name__)
 

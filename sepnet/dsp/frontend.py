@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from sepnet.models.registry import register_front_end
+from sepnet.registry import register_front_end
 
 
 # Checkpoints written before the package had sub-packages name it by its old module.

@@ -8,7 +8,7 @@ and inter-channel structure is restored, which masks applied per channel lose.
 
 Memory: the ``(channels x channels)`` systems are built and solved ``block_frames``
 frames at a time, so the transient tensors are ``(..., bins, block_frames, C, C)``
-whatever the chunk length; the caller (:mod:`sepnet.dsp.overlap_add`) already bounds
+whatever the chunk length; the caller (:mod:`sepnet.inference.overlap_add`) already bounds
 the chunk length.
 """
 

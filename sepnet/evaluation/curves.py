@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from sepnet.app.run_dir import ensure_writable
 from sepnet.atomic import write_text
 from sepnet.errors import SepnetError
-from sepnet.training.overfitting import Divergence, find_divergence
+from sepnet.evaluation.divergence import Divergence, find_divergence
 
 METRICS = Path("logs") / "metrics.csv"
 

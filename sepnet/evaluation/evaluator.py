@@ -3,7 +3,7 @@
 The checkpoint supplies the model and front end (:func:`bind_checkpoint`); the data
 config reads the tracks of ``split`` at the checkpoint's sample rate, each through
 :meth:`SeparationDataModule.read_track`. Every track is separated whole
-(:mod:`sepnet.dsp.overlap_add`) and scored (:mod:`sepnet.evaluation.scoring`);
+(:mod:`sepnet.inference.overlap_add`) and scored (:mod:`sepnet.evaluation.scoring`);
 :func:`run_evaluation` writes ``results.json``, ``per_track.csv``, ``summary.md``, the
 listening report and, with ``eval.full_metrics=true``, museval's per-track JSON files.
 A multi-task model's rhythm head is scored too (:mod:`sepnet.evaluation.rhythm`):
@@ -27,15 +27,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sepnet.app.progress import progress
 from sepnet.app.run_dir import ensure_writable
+from sepnet.app.tables import markdown_table, write_csv
 from sepnet.atomic import write_text
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.compat import differences
-from sepnet.dsp.overlap_add import OverlapAdd, build_runner
 from sepnet.errors import SepnetError
+from sepnet.evaluation.gains import resolve_gains
 from sepnet.evaluation.report import ListeningReport
 from sepnet.evaluation.rhythm import beat_threshold, has_rhythm_head, score_track_beats
 from sepnet.evaluation.scoring import FULL_METRICS, TRACK_METRICS, aggregate, mean_over_stems, optimal_gain, score_track
-from sepnet.evaluation.tables import markdown_table, write_csv
+from sepnet.inference.overlap_add import OverlapAdd, build_runner
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +77,15 @@ def bind_checkpoint(cfg: DictConfig, loaded: checkpoint.LoadedCheckpoint) -> Non
         )
 
 
-def resolve_gain(cfg: DictConfig, runner: OverlapAdd, datamodule, stems: list[str]) -> tuple[np.ndarray, str]:
-    """The output gain per target stem from ``eval.gain`` (a number, ``{stem: number}`` or ``auto``)."""
-    gain = cfg.eval.gain
-    if isinstance(gain, str) and gain == "auto":
+def output_gains(cfg: DictConfig, runner: OverlapAdd, datamodule, stems: list[str]) -> tuple[np.ndarray, str]:
+    """The output gain per target stem from ``eval.gain`` (a number, ``{stem: number}`` or ``auto``: learned here)."""
+
+    def learn() -> tuple[np.ndarray, str]:
         gains, n = learn_gain(runner, datamodule, stems, cfg.eval.get("max_tracks"))
         return gains, f"auto (median g* of {n} valid tracks)"
-    if isinstance(gain, (int, float)) and not isinstance(gain, bool) and math.isfinite(gain) and gain > 0:
-        return np.full(len(stems), float(gain)), f"{float(gain):g} (eval.gain)"
-    if isinstance(gain, DictConfig):
-        unknown = [k for k in gain if k not in stems]
-        if unknown or not all(isinstance(v, (int, float)) and v > 0 for v in gain.values()):
-            raise SepnetError(
-                f"eval.gain={OmegaConf.to_container(gain)} is not valid; give a gain > 0 per stem of {', '.join(stems)}"
-            )
-        return np.array([float(gain.get(s, 1.0)) for s in stems]), "per stem (eval.gain)"
-    raise SepnetError(f"eval.gain={gain!r} is not valid; set it to a number > 0, {{stem: number}} or auto")
+
+    gain = cfg.eval.gain
+    return resolve_gains(OmegaConf.to_container(gain) if isinstance(gain, DictConfig) else gain, stems, "eval.gain", learn)
 
 
 def learn_gain(runner: OverlapAdd, datamodule, stems: list[str], max_tracks: int | None) -> tuple[np.ndarray, int]:
@@ -277,7 +271,7 @@ def run_evaluation(cfg: DictConfig) -> dict:
             f"point the data config at the folder that has them, or pick another split"
         )
     runner = build_runner(loaded.separator, cfg.eval, "eval")
-    gain, gain_source = resolve_gain(cfg, runner, datamodule, stems)
+    gain, gain_source = output_gains(cfg, runner, datamodule, stems)
     rate, index = datamodule.sample_rate, [datamodule.stems.index(s) for s in stems]
 
     want_report = cfg.report

@@ -376,7 +376,7 @@ def mermaid(graph: LineageGraph) -> str:
 
 def lineage_markdown(graph: LineageGraph, picture: str | None = "lineage.svg") -> str:
     """``lineage.md``: the Mermaid block, the picture, and a table of the nodes."""
-    from sepnet.evaluation.tables import markdown_table
+    from sepnet.app.tables import markdown_table
 
     rows = []
     for node in graph.nodes.values():

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from sepnet.data.beats import activation_beat_times, beat_f_measure
-from sepnet.dsp.overlap_add import OverlapAdd, crossfade_window
+from sepnet.inference.overlap_add import OverlapAdd, crossfade_window
+from sepnet.numbers import is_real
 
 DEFAULT_BEAT_THRESHOLD = 0.5
 """Peak threshold when the checkpoint's config has no ``module.beat_threshold``."""
@@ -81,7 +82,7 @@ def beat_threshold(config) -> float:
     beats as ``val/beat_f1`` did."""
     module = (config or {}).get("module") or {}
     value = module.get("beat_threshold", DEFAULT_BEAT_THRESHOLD)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else DEFAULT_BEAT_THRESHOLD
+    return float(value) if is_real(value) else DEFAULT_BEAT_THRESHOLD
 
 
 def score_track_beats(runner: OverlapAdd, mixture: np.ndarray, reference: np.ndarray, threshold: float) -> dict:

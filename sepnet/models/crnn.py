@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from sepnet.models.masks import activate_masks, check_model_input, mask_outputs
-from sepnet.models.registry import register_model
+from sepnet.registry import register_model
 
 
 class EncoderBlock(nn.Module):

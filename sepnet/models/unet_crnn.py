@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from sepnet.models.crnn import CRNN, extend_signature
-from sepnet.models.registry import register_model
+from sepnet.registry import register_model
 
 
 @register_model
@@ -63,7 +63,7 @@ class RhythmHead(nn.Module):
 class MultiTaskUNetCRNN(UNetCRNN):
     """U-Net CRNN + rhythm head: masks as :class:`UNetCRNN`, plus one beat logit per frame.
 
-    ``forward`` returns only the masks (so the :class:`~sepnet.models.separator.Separator`
+    ``forward`` returns only the masks (so the :class:`~sepnet.inference.separator.Separator`
     uses it like any mask model); :meth:`forward_multitask` returns both.
 
     Args:

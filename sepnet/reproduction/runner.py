@@ -23,11 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 import sepnet
 from sepnet.app.configs import hydra_value
 from sepnet.app.progress import progress
+from sepnet.app.tables import markdown_table, write_csv
 from sepnet.atomic import write_text
 from sepnet.checkpoints.parents import BEST, resolve_run_checkpoint
 from sepnet.errors import SepnetError
 from sepnet.evaluation.lineage_drawing import write_lineage
-from sepnet.evaluation.tables import markdown_table, write_csv
 from sepnet.reproduction.chain import (
     CHAIN,
     EVALUATE,

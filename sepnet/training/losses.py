@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sepnet.dsp.wiener import wiener
+from sepnet.numbers import is_real
 
 IRM_EPS = 1e-8
 
@@ -99,8 +100,8 @@ def checked_norm(norm: str) -> str:
 
 
 def checked_term_weight(name: str, weight: float) -> float:
-    """The weight ``loss.<name>`` of an added loss term if it is >= 0, else a ValueError naming it."""
-    if weight < 0:
+    """The weight ``loss.<name>`` of an added loss term if it is a finite number >= 0, else a ValueError naming it."""
+    if not (is_real(weight) and weight >= 0):
         raise ValueError(f"loss.{name} must be >= 0, got {weight}")
     return weight
 

@@ -21,7 +21,7 @@ from sepnet import __version__
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, SEPARATOR_PREFIX
 from sepnet.errors import SepnetError
 from sepnet.evaluation.metrics import chunk_sdr
-from sepnet.models.separator import Separator
+from sepnet.inference.separator import Separator
 from sepnet.training.ema import WeightAverage
 from sepnet.training.losses import SpectralTargets
 from sepnet.training.schedules import Schedule

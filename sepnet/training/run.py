@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from sepnet.app.extras import require
 from sepnet.app.run_dir import ensure_writable
 from sepnet.atomic import write_text
-from sepnet.checkpoints.atomic import AtomicCheckpointIO
 from sepnet.checkpoints.checkpoint import build_separator, read_checkpoint
+from sepnet.checkpoints.lightning_io import AtomicCheckpointIO
 from sepnet.checkpoints.parents import init_lineage
 from sepnet.checkpoints.resume import resume_point
 from sepnet.evaluation.metrics import chunk_sdr

@@ -1,13 +1,13 @@
 """Whole-track separation in overlapping, cross-faded chunks, with memory bounded by the chunk size.
 
 ``evaluate`` and ``separate`` both go through :class:`OverlapAdd`, which feeds a
-:class:`~sepnet.models.separator.Separator` fixed-length chunks and blends them back::
+:class:`~sepnet.inference.separator.Separator` fixed-length chunks and blends them back::
 
     mixture blocks (channels, n) at the model's rate, any block sizes
       -> chunks of ``chunk_seconds`` every ``chunk_seconds * (1 - overlap)``,
          ``batch_size`` chunks per forward pass, on ``device`` (a CRNN's BiLSTM sees
          them as one batch, its other stages one chunk at a time:
-         :meth:`~sepnet.models.separator.Separator.separate_chunks`)
+         :meth:`~sepnet.inference.separator.Separator.separate_chunks`)
       -> each chunk's estimates weighted by a trapezoid window (linear ramps over
          the overlap, flat elsewhere) and summed; the sum of weights is divided
          out, so any window shape and the track's two ends come out unscaled
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from sepnet.models.separator import PRECISIONS, InferenceSettings, Separator
+from sepnet.inference.separator import PRECISIONS, InferenceSettings, Separator
 
 OUTPUT_BLOCK = 1 << 15
 """Most samples per yielded block (1.5 s at 22.05 kHz). A batch finishes up to ``batch_size``
@@ -263,15 +263,16 @@ def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
     that node in error messages.
     """
     from sepnet.errors import SepnetError  # local: keeps this module importable without the rest
+    from sepnet.numbers import is_count, is_positive, is_real
 
     checks = {
-        "mask_scale": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
-        "threshold": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
+        "mask_scale": (is_positive, "a number > 0"),
+        "threshold": (lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
         "mask_clip": (lambda v: isinstance(v, bool), "true or false"),
-        "wiener_iters": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
-        "chunk_seconds": (lambda v: isinstance(v, (int, float)) and v > 0, "a number of seconds > 0"),
-        "overlap": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a fraction in [0, 1)"),
-        "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+        "wiener_iters": (lambda v: is_count(v, 0), "an integer >= 0"),
+        "chunk_seconds": (is_positive, "a number of seconds > 0"),
+        "overlap": (lambda v: is_real(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+        "batch_size": (lambda v: is_count(v, 1), "an integer >= 1"),
     }
     for key, (ok, what) in checks.items():
         value = knobs[key]

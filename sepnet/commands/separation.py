@@ -2,7 +2,7 @@
 
 Finds the input files and the output layout (musdb's estimates tree for a
 folder), streams each file block by block through soxr resampling and the
-chunked :class:`~sepnet.dsp.overlap_add.OverlapAdd` runner, writes the stems
+chunked :class:`~sepnet.inference.overlap_add.OverlapAdd` runner, writes the stems
 under their final names only when complete, and applies ``separate.gain``
 (a number or an ``evaluate`` run's learned per-stem gains). It lives next to the
 overlap-add runner it drives; :mod:`sepnet.separate` is the command-line entry
@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import math
 import queue
 import re
 import threading
@@ -32,8 +31,10 @@ from sepnet.app.run_dir import ensure_writable
 from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
 from sepnet.checkpoints import checkpoint
 from sepnet.data.sources import AUDIO_SUFFIXES
-from sepnet.dsp.overlap_add import OverlapAdd, build_runner
 from sepnet.errors import SepnetError
+from sepnet.evaluation.gains import resolve_gains
+from sepnet.inference.overlap_add import OverlapAdd, build_runner
+from sepnet.numbers import is_positive
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +323,7 @@ def learned_gains(path: Path, loaded: checkpoint.LoadedCheckpoint, stems: list[s
     gains = []
     for stem in stems:
         value = picked.get(stem)
-        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        usable = is_positive(value)
         gains.append(float(value) if usable else 1.0)
     learned_knobs = results.get("knobs") or {}
     differ = [f"{k}={learned_knobs[k]} there, {knobs[k]} here" for k in _GAIN_KNOBS if k in learned_knobs and learned_knobs[k] != knobs[k]]
@@ -342,7 +343,7 @@ def check_gain(knobs) -> float | None:
                 "separate.gain_from=<its results.json>, or set separate.gain=<number>"
             )
         return None
-    if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not (math.isfinite(gain) and gain > 0):
+    if not (is_positive(gain) or isinstance(gain, DictConfig)):  # a per-stem dict is checked by resolve_gains
         raise SepnetError(
             f"separate.gain={gain!r} is not valid; set it to a number > 0, or to auto with "
             f"separate.gain_from=<results.json of an evaluate run>"
@@ -355,14 +356,18 @@ def check_gain(knobs) -> float | None:
     return float(gain)
 
 
-def resolve_gain(knobs, loaded: checkpoint.LoadedCheckpoint, stems: list[str]) -> np.ndarray:
-    """``(stems,)`` output gains from ``separate.gain`` (a number, or ``auto`` with ``separate.gain_from``)."""
-    gain = check_gain(knobs)
-    if gain is not None:
-        return np.full(len(stems), gain, dtype=np.float32)
-    gains, where = learned_gains(Path(str(knobs.gain_from)).expanduser(), loaded, stems, knobs)
-    print(f"gain=auto from '{knobs.gain_from}' ({where}): " + ", ".join(f"{s} x{g:.3f}" for s, g in zip(stems, gains)),
-          flush=True)
+def output_gains(knobs, loaded: checkpoint.LoadedCheckpoint, stems: list[str]) -> np.ndarray:
+    """``(stems,)`` output gains from ``separate.gain`` (a number, ``{stem: number}``, or ``auto`` with ``separate.gain_from``)."""
+    check_gain(knobs)
+
+    def learned() -> tuple[np.ndarray, str]:
+        gains, where = learned_gains(Path(str(knobs.gain_from)).expanduser(), loaded, stems, knobs)
+        return gains, f"auto from '{knobs.gain_from}' ({where})"
+
+    setting = OmegaConf.to_container(knobs.gain) if isinstance(knobs.gain, DictConfig) else knobs.gain
+    gains, source = resolve_gains(setting, stems, "separate.gain", learned)
+    if setting == "auto":
+        print(f"gain={source}: " + ", ".join(f"{s} x{g:.3f}" for s, g in zip(stems, gains)), flush=True)
     return gains
 
 
@@ -379,7 +384,7 @@ def run_separation(cfg: DictConfig) -> list[Path]:
     jobs = find_jobs(Path(cfg.input).expanduser())
     loaded = checkpoint.load(cfg.ckpt)
     runner = build_runner(loaded.separator, knobs, "separate")
-    gains = resolve_gain(knobs, loaded, list(runner.stems))
+    gains = output_gains(knobs, loaded, list(runner.stems))
     accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
     out = ensure_writable(Path(cfg.out).expanduser(), key="out")  # before any audio is separated
     written = []

@@ -130,7 +130,7 @@ class Separator(nn.Module):
     def iter_separated(self, chunks: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
         """:meth:`separate_chunks`, yielding each chunk's estimates as soon as they are computed.
 
-        What :class:`~sepnet.dsp.overlap_add.OverlapAdd` runs. For a CRNN in eval mode the
+        What :class:`~sepnet.inference.overlap_add.OverlapAdd` runs. For a CRNN in eval mode the
         STFT, encoder, decoder, masking and iSTFT see one chunk at a time (tensors of about
         30 MB for 10 s) and only the recurrent stage sees them all at once
         (``CRNN.recurrent_sequence``), where batching pays: memory follows one chunk, the
