@@ -187,25 +187,28 @@ def peer_separator(models: dict, frontend_cfg):
 
     from sepnet.dsp.frontend import SpectralFrontEnd
     from sepnet.inference.separator import Separator
+    from sepnet.models import SeparationModel
+
+    n_fft = int(frontend_cfg.n_fft)
 
     class MagnitudeFrontEnd(SpectralFrontEnd):
-        def forward(self, waveform):
+        def forward(self, waveform, kind="log_magnitude"):
             """(batch, channels, samples) -> (magnitude, complex STFT), each (batch, channels, bins, frames)."""
             spec = self.stft(waveform)
             return spec.abs(), spec
 
-    class OpenUnmixMasks(nn.Module):
+    class OpenUnmixMasks(SeparationModel):
         def __init__(self):
             super().__init__()
             self.targets = nn.ModuleDict(models)
             self.target_stems = list(models)
+            self.n_bins, self.audio_channels = n_fft // 2 + 1, 2
 
         def forward(self, magnitude):
             """(batch, channels, bins, frames) magnitude -> (batch, stems, channels, bins, frames) ratio masks."""
             estimates = torch.stack([m(magnitude) for m in self.targets.values()], 1)
             return estimates / magnitude[:, None].clamp_min(torch.finfo(magnitude.dtype).tiny)
 
-    n_fft = int(frontend_cfg.n_fft)
     front_end = MagnitudeFrontEnd(int(frontend_cfg.sample_rate), n_fft, int(frontend_cfg.hop_length), n_fft // 2 + 1)
     return Separator(front_end, OpenUnmixMasks())
 

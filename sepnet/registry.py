@@ -11,22 +11,34 @@ those; a dict only where the constructor takes a mapping). A string holding
 This is what makes a checkpoint data, never code: a file can name only a class
 registered below, with arguments its constructor accepts.
 
-A class registers itself::
+A class registers itself where it is defined::
 
     @register_model
-    class CRNN(nn.Module): ...
+    class CRNN(SeparationModel): ...
 
 under its public name ``sepnet.models.CRNN`` (what ``conf/model/*.yaml`` and
 checkpoints write) and its module-qualified name ``sepnet.models.crnn.CRNN``;
-``aliases`` keep old names loading after a class moves. This module imports no
-Lightning: inference loads checkpoints without the training stack.
+``aliases`` keep old names loading after a class moves. Nothing lists the models:
+before the first look-up the registry imports every module of the ``sepnet.models``
+package, the front end, and every module another package declares under the entry-point
+group ``sepnet.models`` (``[project.entry-points."sepnet.models"] mine = "mypkg.models"``);
+a user's own module can also be named in a run's ``plugins=[mypkg.models]``
+(:func:`import_plugins`), which the entry points import before composing anything
+else. A class named in a *checkpoint* is never imported because the checkpoint names it:
+only these sources register classes.
+
+This module sits at the bottom of the package (beside :mod:`sepnet.errors`): the models
+and the front end import it, it imports them only by name at look-up time, and it
+imports no Lightning, so inference loads checkpoints without the training stack.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import importlib
+import importlib.metadata
 import inspect
+import pkgutil
 import types
 import typing
 from collections.abc import Mapping
@@ -38,8 +50,15 @@ MODEL, FRONT_END = "model", "front end"
 REGISTRIES: dict[str, dict[str, type]] = {MODEL: {}, FRONT_END: {}}
 """kind -> {name -> class}."""
 
-BUILTIN_MODULES = ("sepnet.models", "sepnet.dsp.frontend")
-"""Where sepnet's registered classes live; imported before the first look-up."""
+MODEL_PACKAGE = "sepnet.models"
+"""The package whose every module is imported before the first look-up (models register themselves there)."""
+FRONT_END_MODULES = ("sepnet.dsp.frontend",)
+ENTRY_POINT_GROUP = "sepnet.models"
+"""Other packages' model modules, declared as entry points of this group."""
+METADATA_KEYS = ("_target_", "_sizes_")
+"""Keys of a model node that are not constructor arguments: the class name, and the named
+smaller sizes of ``conf/model/*.yaml`` (``_sizes_.tiny``) that tests and budgets apply."""
+_discovered = False
 
 SCALARS = (bool, int, float, str, type(None))
 SHOWN_CHARS = 200
@@ -55,6 +74,11 @@ class RefusedConfig(SepnetError):
 
 
 def _register(kind: str, cls: type, names: tuple[str, ...]) -> type:
+    if kind == MODEL:
+        from sepnet.models.contract import SeparationModel  # by name: the contract sits above this module
+
+        if not (isinstance(cls, type) and issubclass(cls, SeparationModel)):
+            raise TypeError(f"{cls} is registered as a model but does not derive from sepnet.models.SeparationModel")
     registry = REGISTRIES[kind]
     for name in (*names, f"{cls.__module__}.{cls.__qualname__}"):
         if registry.get(name, cls) is not cls:
@@ -81,10 +105,45 @@ def register_front_end(cls: type | None = None, *, aliases: tuple[str, ...] = ()
     return add(cls) if cls is not None else add
 
 
-def registered(kind: str) -> dict[str, type]:
-    """``{name: class}`` of one kind (``MODEL`` or ``FRONT_END``), every built-in class included."""
-    for module in BUILTIN_MODULES:
+def discover() -> None:
+    """Import every module that registers classes: ``sepnet.models.*``, the front end, entry points (once)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    package = importlib.import_module(MODEL_PACKAGE)
+    for info in pkgutil.iter_modules(package.__path__, f"{MODEL_PACKAGE}."):
+        importlib.import_module(info.name)
+    for module in FRONT_END_MODULES:
         importlib.import_module(module)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+
+
+def import_plugins(modules: Any, key: str = "plugins") -> None:
+    """Import the user's own model modules named in a run's config (``plugins=[mypkg.models]``).
+
+    Raises:
+        SepnetError: a name that is not a module path, or a module that cannot be imported.
+    """
+    if modules in (None, ""):
+        return
+    names = [modules] if isinstance(modules, str) else list(modules)
+    for name in names:
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+            raise SepnetError(f"{key} holds {shown(name)}, not a module name; name importable modules, e.g. {key}=[mypkg.models]")
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise SepnetError(
+                f"{key} names module '{name}', which cannot be imported ({exc}); put its folder on PYTHONPATH "
+                f"or install its package"
+            ) from None
+
+
+def registered(kind: str) -> dict[str, type]:
+    """``{name: class}`` of one kind (``MODEL`` or ``FRONT_END``), every discovered class included."""
+    discover()
     return REGISTRIES[kind]
 
 
@@ -170,7 +229,7 @@ def check_arguments(cls: type, node: Mapping, prefix: str) -> dict[str, Any]:
     arguments = {}
     for name, value in node.items():
         key = f"{prefix}.{name}"
-        if name == "_target_":
+        if name in METADATA_KEYS:
             continue
         if not isinstance(name, str) or name not in parameters:
             raise RefusedConfig(
@@ -206,7 +265,11 @@ def lookup(kind: str, node: Any, prefix: str) -> type:
     name = node["_target_"]
     cls = registered(kind).get(name) if isinstance(name, str) else None
     if cls is None:
-        raise RefusedConfig(f"{prefix}._target_", f"is {shown(name)}, not a sepnet {kind} ({', '.join(public_names(kind))})")
+        raise RefusedConfig(
+            f"{prefix}._target_",
+            f"is {shown(name)}, not a sepnet {kind} ({', '.join(public_names(kind))})"
+            + ("; a model of your own registers when its module is imported: name it in plugins=[<module>]" if kind == MODEL else ""),
+        )
     return cls
 
 
@@ -233,3 +296,32 @@ def build(kind: str, node: Any, prefix: str) -> Any:
 def check(kind: str, node: Any, prefix: str) -> None:
     """:func:`build`'s checks without building anything (for a node whose object is not needed)."""
     check_arguments(lookup(kind, node, prefix), node, prefix)
+
+
+def size_overrides(model_node: Any, size: str) -> list[str]:
+    """The ``model.<key>=<value>`` overrides of a model node's named size ``_sizes_.<size>`` (``tiny``).
+
+    ``conf/model/*.yaml`` gives each model its smaller sizes beside its full ones, so tests
+    and the reproduce budgets shrink any model without knowing its class.
+
+    Raises:
+        RefusedConfig: the model's YAML has no such size.
+    """
+    sizes = model_node.get("_sizes_") if isinstance(model_node, Mapping) else None
+    if not isinstance(sizes, Mapping) or size not in sizes:
+        target = model_node.get("_target_") if isinstance(model_node, Mapping) else None
+        raise RefusedConfig(
+            "model._sizes_", f"has no size '{size}' for {shown(target)}; add `_sizes_: {{{size}: {{<argument>: <value>}}}}` to its conf/model YAML"
+        )
+    return [f"model.{key}={_override_value(value)}" for key, value in (sizes[size] or {}).items()]
+
+
+def _override_value(value: Any) -> str:
+    """A plain value as Hydra's override grammar writes it: ``[4,8,8]``, ``true``, ``null``, ``0.5``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)) or (not isinstance(value, str) and isinstance(value, collections.abc.Sequence)):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    return str(value)

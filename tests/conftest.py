@@ -19,18 +19,14 @@ TINY_SOURCE = [
     f"data.source.tracks_per_split={{train:{TINY_DATA['train']},valid:{TINY_DATA['valid']},test:{TINY_DATA['test']}}}",
     "data.source.duration=4.0",
 ]
-# The CRNN family's sizes at test size (the default model, and what TINY_RUN sets).
-TINY_CRNN = ["model.hidden_size=16", "model.num_layers=1", "model.encoder_channels=[4,8,8]"]
-# Other models' test sizes, swapped in for TINY_CRNN by tiny_run when an override picks the model.
-TINY_MODELS = {"band_split": ["model.features=8", "model.hidden_size=8", "model.num_layers=1"]}
-# A run small enough for a test: tiny model, tiny data, two short epochs.
-TINY_RUN = [
+# A run small enough for a test: tiny data, two short epochs (TINY_RUN adds the default model's tiny size,
+# tiny_overrides the tiny size of the model an override picks: its conf/model YAML's `_sizes_.tiny`).
+TINY_BASE = [
     "data.chunk_seconds=1.0",
     "data.val_chunk_seconds=2.0",
     "data.examples_per_epoch=8",
     "data.batch_size=4",
     "data.stats_chunks=8",
-    *TINY_CRNN,
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
@@ -55,13 +51,23 @@ def tiny_data_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data") / "synthetic"
 
 
+def tiny_size(overrides: tuple[str, ...] | list[str] = (), config_name: str = "train") -> list[str]:
+    """The ``model.<key>=<value>`` overrides of the tiny size of the model ``overrides`` pick (its YAML's ``_sizes_.tiny``)."""
+    from sepnet.registry import size_overrides
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        model = compose(config_name=config_name, overrides=list(overrides)).model
+    return size_overrides(model, "tiny")
+
+
 def tiny_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
-    """TINY_RUN, with the model sizes of the model ``overrides`` pick (``model=band_split``) instead of the CRNN's."""
-    picked = [o.removeprefix("model=") for o in overrides if o.startswith("model=")]
-    sizes = TINY_MODELS.get(picked[-1]) if picked else None
-    if sizes is None:
-        return list(TINY_RUN)
-    return [o for o in TINY_RUN if o not in TINY_CRNN] + sizes
+    """TINY_BASE plus the tiny size of the model ``overrides`` pick (``model=band_split``, an experiment)."""
+    return [*TINY_BASE, *tiny_size([o for o in overrides if o.startswith(("model=", "experiment="))])]
+
+
+TINY_RUN = [*TINY_BASE, *tiny_size()]
+"""A tiny run of the default model (conf/train.yaml's)."""
 
 
 @pytest.fixture
@@ -105,7 +111,7 @@ def tiny_checkpoint(tiny_data_root, tmp_path_factory) -> Path:
     from sepnet.train import run_training
 
     run_dir = tmp_path_factory.mktemp("tiny_checkpoint")
-    cfg = compose_config("train", [f"data.source.root={tiny_data_root}", *TINY_SOURCE, *TINY_RUN, "logger=none"], run_dir)
+    cfg = compose_config("train", [f"data.source.root={tiny_data_root}", *TINY_SOURCE, *tiny_overrides([]), "logger=none"], run_dir)
     _, summary = run_training(cfg)
     return Path(summary["best_checkpoint"])
 
@@ -132,3 +138,15 @@ def write_fresh_checkpoint(cfg, path, seed: int, fill_statistics: float | None =
     raw = {"state_dict": state, CHECKPOINT_KEY: {"config": module.run_config, "lineage": module.lineage, "metrics": {"val/sdr": float(seed)}, "epoch": 0}}
     checkpoint.write_checkpoint(raw, path)
     return state
+
+
+def model_options() -> str:
+    """The ``model`` group's options, as Hydra and sepnet's messages list them: ``band_split, crnn, ...``."""
+    return ", ".join(sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml")))
+
+
+def registered_models() -> str:
+    """The registered model classes, as the registry's messages list them: ``sepnet.models.BandSplitRNN, ...``."""
+    from sepnet.registry import MODEL, public_names
+
+    return ", ".join(public_names(MODEL))

@@ -28,6 +28,7 @@ from sepnet.errors import SepnetError
 from sepnet.evaluation.rhythm import score_track_beats, track_beat_activation
 from sepnet.inference.overlap_add import OverlapAdd
 from sepnet.inference.separator import Separator
+from sepnet.models import SeparationModel
 
 RATE = 22050
 STEMS = ["bass", "drums", "other", "vocals"]
@@ -237,16 +238,23 @@ def test_check_data_shows_each_tracks_beat_source(tmp_path, capsys):
 # -- the rhythm head on whole tracks (evaluate) ----------------------------------------------------------
 
 
-class LoudFrames(torch.nn.Module):
+class LoudFrames(SeparationModel):
     """A stand-in rhythm head: beat logit = how much louder a frame is than its chunk's median frame."""
 
-    target_stems = ("drums",)
+    auxiliary_heads = ("beats",)
 
-    def forward_multitask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, F, T) -> (masks (B, 1, C, F, T), logits (B, T))."""
+    def __init__(self):
+        super().__init__()
+        self.target_stems, self.n_bins, self.audio_channels = ["drums"], 512, 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_heads(x)[0]
+
+    def forward_with_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B, C, F, T) -> (masks (B, 1, C, F, T), {"beats": logits (B, T)})."""
         energy = x.mean(dim=(1, 2))
         logits = 10 * (energy - energy.median(dim=-1, keepdim=True).values) - 2
-        return torch.ones_like(x)[:, None], logits
+        return torch.ones_like(x)[:, None], {"beats": logits}
 
 
 @pytest.mark.parametrize("chunk_seconds", [1.3, 20.0])  # many chunks across the track, or one piece

@@ -7,7 +7,7 @@ import sys
 import lightning as L
 import pytest
 import torch
-from conftest import TINY_RUN, compose_config
+from conftest import TINY_RUN, compose_config, model_options
 from hydra.utils import instantiate
 
 from sepnet.app.configs import group_options
@@ -50,7 +50,7 @@ def test_unknown_group_option_is_one_line():
     result = run_train("model=foo")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert lines == ["sepnet: error: model=foo is not a config option; model can be: band_split, crnn, large, shared_unet, unet_crnn, unet_crnn_mtl"]
+    assert lines == [f"sepnet: error: model=foo is not a config option; model can be: {model_options()}"]
 
 
 def test_missing_data_path_is_one_line(tmp_path):

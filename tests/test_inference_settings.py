@@ -8,6 +8,7 @@ from sepnet.app.configs import CONFIG_DIR
 from sepnet.dsp.frontend import SpectralFrontEnd
 from sepnet.inference.overlap_add import build_runner
 from sepnet.inference.separator import InferenceSettings, Separator
+from sepnet.models import SeparationModel
 
 SHARED = ["mask_scale", "mask_clip", "threshold", "wiener_iters", "chunk_seconds", "overlap", "batch_size", "device"]
 
@@ -25,8 +26,10 @@ def test_evaluate_and_separate_share_the_inference_group_at_their_own_keys(tmp_p
 
 
 def test_build_runner_passes_the_knobs_to_a_new_separator_leaving_the_loaded_one_untouched(tmp_path):
-    class HalfMasks(torch.nn.Module):
-        target_stems = ("vocals",)
+    class HalfMasks(SeparationModel):
+        def __init__(self):
+            super().__init__()
+            self.target_stems, self.n_bins, self.audio_channels = ["vocals"], 64, 2
 
         def forward(self, x):
             return torch.full((x.shape[0], 1, *x.shape[1:]), 0.5)

@@ -18,7 +18,8 @@ def test_masks_shape_range_and_gradients(model_class, frames, target_stems):
     assert 0 <= masks.min() and masks.max() <= 1
     loss = masks.mean()
     if model_class is MultiTaskUNetCRNN:
-        masks, beats = model.forward_multitask(x)
+        masks, heads = model.forward_with_heads(x)
+        beats = heads["beats"]
         assert beats.shape == (3, frames)
         loss = masks.mean() + beats.mean()
     loss.backward()

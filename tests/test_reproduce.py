@@ -171,19 +171,18 @@ def test_every_train_step_composes_at_each_budget_with_its_models_sizes(tmp_path
     """The CRNN family and the band-split RNN take different size arguments: each train step gets its own."""
     from omegaconf import OmegaConf
 
-    from sepnet.registry import MODEL, build
-    from sepnet.reproduction.runner import ChainRunner, budget_model_sizes, budget_overrides
+    from sepnet.registry import MODEL, build, size_overrides
+    from sepnet.reproduction.runner import ChainRunner, budget_model_size, budget_overrides
 
     cfg, root = reproduce_config(tmp_path, tmp_path / "data", f"reproduce.budget={budget}")
-    sizes = budget_model_sizes(cfg)
-    assert set(sizes) == {"default", "BandSplitRNN"}
-    runner = ChainRunner(root, budget_overrides(cfg), sizes, dry_run=True)
+    size = budget_model_size(cfg)
+    assert size == {"smoke": "tiny", "medium": "medium"}[budget]
+    runner = ChainRunner(root, budget_overrides(cfg), size, dry_run=True)
     for step in (s for s in CHAIN if s.kind == TRAIN):
         command = runner.train_command(step, tmp_path / "run")
         overrides = [a for a in command[3:] if not a.startswith("hydra.")]
         train_cfg = compose_config("train", overrides, tmp_path / "run")
-        model_class = train_cfg.model._target_.rsplit(".", 1)[-1]
-        assert set(sizes.get(model_class, sizes["default"])) <= set(command), step.name
+        assert set(size_overrides(train_cfg.model, size)) <= set(command), step.name
         if budget == "smoke":  # shrunk, whatever the model's class (medium's full sizes are slow to build)
             model = build(MODEL, OmegaConf.to_container(train_cfg.model, resolve=True), "model")
             assert sum(p.numel() for p in model.parameters()) < 4e5, step.name

@@ -12,6 +12,7 @@ from conftest import compose_config
 
 from sepnet.dsp.frontend import SpectralFrontEnd
 from sepnet.inference.separator import InferenceSettings, Separator
+from sepnet.models import SeparationModel
 from sepnet.separate import run_separation
 
 STEMS = ["bass", "drums", "other", "vocals"]
@@ -49,13 +50,12 @@ def test_bf16_separates_end_to_end_close_to_fp32(tiny_checkpoint, tmp_path):
     assert differ  # bf16 really ran: its rounding shows in some stem
 
 
-class DtypeRecorder(torch.nn.Module):
+class DtypeRecorder(SeparationModel):
     """Masks of 0.5 computed by a Linear (an autocast op); records the dtype the model saw it produce."""
-
-    target_stems = STEMS
 
     def __init__(self):
         super().__init__()
+        self.target_stems, self.n_bins, self.audio_channels = list(STEMS), 128, 2
         self.linear = torch.nn.Linear(1, 1)
         self.seen: list[torch.dtype] = []
 

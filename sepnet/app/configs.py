@@ -105,10 +105,28 @@ def check_extras(argv: list[str]) -> None:
         sys.exit(2)
 
 
-def group_options(group: str) -> list[str]:
+def search_path(argv: list[str]) -> list[Path]:
+    """sepnet's ``conf/``, then the user's own config folders of ``hydra.searchpath=[/my/conf,...]``.
+
+    A user's folder may add options to any group (``/my/conf/model/mine.yaml``: ``model=mine``);
+    the checks below know them as Hydra does.
+    """
+    folders = [Path(CONFIG_DIR)]
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "hydra.searchpath":
+            for entry in value.strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if entry.startswith("file://"):
+                    entry = entry.removeprefix("file://")
+                if entry and "://" not in entry:
+                    folders.append(Path(entry))
+    return folders
+
+
+def group_options(group: str, folders: list[Path] | None = None) -> list[str]:
     """The options of a config group: ``group_options("model") -> ["crnn", "large", ...]``."""
-    folder = Path(CONFIG_DIR) / group
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return sorted({p.stem for folder in folders or [Path(CONFIG_DIR)] for p in (folder / group).glob("*.yaml")})
 
 
 def check_group_choices(argv: list[str]) -> None:
@@ -117,12 +135,13 @@ def check_group_choices(argv: list[str]) -> None:
     Hydra's own message for ``model=foo`` spans a dozen lines of search paths;
     this names the group and lists its options instead.
     """
+    folders = search_path(argv)
     for arg in argv:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+~")
         if not sep or key.startswith("hydra") or "." in key or not (Path(CONFIG_DIR) / key).is_dir():
             continue
-        options = group_options(key)
+        options = group_options(key, folders)
         for choice in value.strip("[]").split(","):
             if choice and choice != "null" and choice not in options:
                 print(
@@ -154,6 +173,7 @@ def check_override_keys(config_name: str, argv: list[str]) -> None:
     settings = [a for a in argv if "=" in a and not a.startswith(("-", "+", "~")) and not a.startswith("hydra")]
     groups = [a for a in settings if _is_group(a.partition("=")[0]) and "," not in a.partition("=")[2]]
     keys = [a.partition("=")[0] for a in settings if a not in groups]
+    groups += [a for a in argv if a.lstrip("+").startswith("hydra.searchpath=")]  # the user's own options
     if not keys:
         return
     GlobalHydra.instance().clear()

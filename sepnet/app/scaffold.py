@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
 from sepnet.errors import exit_on_user_error
+from sepnet.registry import import_plugins
 
 Task = Callable[[DictConfig], Any]
 
@@ -41,7 +42,12 @@ def hydra_entry_point(config_name: str, task: Task, *, exit_with_status: bool = 
     """
     import hydra
 
-    guarded = exit_on_user_error(task)
+    def with_plugins(cfg: DictConfig) -> Any:
+        # The user's own model modules (plugins=[mypkg.models]) register their classes before anything is built.
+        import_plugins(cfg.get("plugins"))
+        return task(cfg)
+
+    guarded = exit_on_user_error(with_plugins)
 
     @functools.wraps(task)  # Hydra names the job and finds the calling file through ``__wrapped__``
     def main(cfg: DictConfig) -> Any:

@@ -19,6 +19,8 @@ from typing import Any
 
 from sepnet.registry import FRONT_END, MODEL, registered
 
+SIZES_KEY = "_sizes_"
+
 
 class _Missing:
     def __repr__(self) -> str:
@@ -82,6 +84,8 @@ def differences(a: Any, b: Any, keys: Iterable[str] | None = None, prefix: str =
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         found = []
         for k in [*a, *(k for k in b if k not in a)]:
+            if k == SIZES_KEY:  # a model's named smaller sizes say nothing about the model itself
+                continue
             key = f"{prefix}.{k}" if prefix else str(k)
             found += differences(a.get(k, MISSING), b.get(k, MISSING), prefix=key)
         return found

@@ -9,8 +9,12 @@ normalisation than it was trained with.
       -> stft            complex (batch, channels, n_fft//2 + 1, frames)
       -> keep bins 0..n_bins-1 (the Nyquist bin is dropped: 513 -> 512, a size
          the encoder's stride-2 convolutions halve cleanly)
-      -> log1p(|X|), normalised per bin -> model input (batch, channels, n_bins, frames)
+      -> the representation the model declares (``input_kind``, :mod:`sepnet.models.contract`):
+         "log_magnitude": log1p(|X|), normalised per bin   (batch, channels, n_bins, frames)
+         "complex": real parts, then imaginary parts        (batch, 2 * channels, n_bins, frames)
     and back: masked complex spectrogram, Nyquist restored as zero -> istft.
+
+It knows representations by name, not models: nothing here imports :mod:`sepnet.models`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ import torch
 from torch import nn
 
 from sepnet.registry import register_front_end
+
+REPRESENTATIONS = ("log_magnitude", "complex")
+"""What :meth:`SpectralFrontEnd.represent` can give a model."""
 
 
 # Checkpoints written before the package had sub-packages name it by its old module.
@@ -103,10 +110,22 @@ class SpectralFrontEnd(nn.Module):
         """(..., n_bins, frames) log-magnitudes -> per-bin standardised model input."""
         return (log_mag - self.bin_mean[:, None]) / self.bin_std[:, None]
 
-    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, channels, samples) -> (model input (batch, channels, n_bins, frames), complex STFT, same shape)."""
+    def represent(self, spec: torch.Tensor, kind: str = "log_magnitude") -> torch.Tensor:
+        """Complex STFT (batch, channels, n_bins, frames) -> the model input ``kind`` names.
+
+        ``log_magnitude``: (batch, channels, n_bins, frames) normalised log1p(|X|);
+        ``complex``: (batch, 2 * channels, n_bins, frames), real parts then imaginary parts.
+        """
+        if kind == "log_magnitude":
+            return self.normalise(self.log_magnitude(spec))
+        if kind == "complex":
+            return torch.cat([spec.real, spec.imag], dim=1)
+        raise ValueError(f"the front end has no representation {kind!r}; it gives {', '.join(REPRESENTATIONS)}")
+
+    def forward(self, waveform: torch.Tensor, kind: str = "log_magnitude") -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, channels, samples) -> (model input as :meth:`represent` gives it, complex STFT (batch, channels, n_bins, frames))."""
         spec = self.stft(waveform)
-        return self.normalise(self.log_magnitude(spec)), spec
+        return self.represent(spec, kind), spec
 
     @torch.no_grad()
     def fit_statistics(self, waveforms: Iterable[torch.Tensor]) -> None:

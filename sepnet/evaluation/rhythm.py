@@ -29,9 +29,13 @@ DEFAULT_BEAT_THRESHOLD = 0.5
 """Peak threshold when the checkpoint's config has no ``module.beat_threshold``."""
 
 
+BEATS = "beats"
+"""The auxiliary head (:mod:`sepnet.models.contract`) scored here: beat logits (batch, frames)."""
+
+
 def has_rhythm_head(runner: OverlapAdd) -> bool:
-    """Whether the runner's model is a multi-task model (``forward_multitask``)."""
-    return hasattr(runner.separator.model, "forward_multitask")
+    """Whether the runner's model has a rhythm head (``beats`` among its ``auxiliary_heads``)."""
+    return BEATS in runner.separator.model.auxiliary_heads
 
 
 @torch.inference_mode()
@@ -39,7 +43,7 @@ def track_beat_activation(runner: OverlapAdd, mixture: np.ndarray) -> tuple[np.n
     """The rhythm head's beat activation over a whole track.
 
     Args:
-        runner: the evaluation's chunker; its separator's model needs ``forward_multitask``.
+        runner: the evaluation's chunker; its separator's model has the ``beats`` head.
         mixture: (channels, samples) at the model's rate.
     Returns:
         (activation (samples // hop + 1,) float32 in [0, 1], frame rate in Hz).
@@ -66,7 +70,7 @@ def track_beat_activation(runner: OverlapAdd, mixture: np.ndarray) -> tuple[np.n
     for i in range(0, len(starts), runner.batch_size):
         batch_starts = starts[i : i + runner.batch_size]
         batch = torch.from_numpy(np.stack([padded[:, s : s + chunk] for s in batch_starts])).to(runner.device)
-        _, _, logits = separator.raw_masks_multitask(batch)
+        logits = separator.raw_outputs(batch)[2][BEATS]
         activation = torch.sigmoid(logits.float()).cpu().numpy()
         for s, row in zip(batch_starts, activation):
             first = s // hop

@@ -1,9 +1,12 @@
-"""Waveform-to-waveform separation: front end -> mask model -> post-processing -> iSTFT.
+"""Waveform-to-waveform separation: front end -> model -> masks -> post-processing -> iSTFT.
 
-The same :class:`Separator` runs in training, validation, ``evaluate`` and
-``separate``; the inference knobs (:class:`InferenceSettings`: mask_scale,
-threshold, clip, Wiener iterations) are identity by default, so training never
-sees them, and ``evaluate``/``separate`` pass the ``conf/inference`` values in.
+The same :class:`Separator` runs in training, validation, ``evaluate`` and ``separate``,
+for every model: it asks the model's contract (:mod:`sepnet.models.contract`) what to
+feed it (``input_kind``), what comes back (``mask_kind``, ``auxiliary_heads``) and
+whether its recurrent stage batches across chunks (``batches_recurrent_stage``). The
+inference knobs (:class:`InferenceSettings`: mask_scale, threshold, clip, Wiener
+iterations, precision) are identity by default, so training never sees them, and
+``evaluate``/``separate`` pass the ``conf/inference`` values in.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import nn
 from sepnet import STEMS
 from sepnet.dsp.frontend import SpectralFrontEnd
 from sepnet.dsp.wiener import wiener
+from sepnet.models.contract import SeparationModel
 
 PRECISIONS = ("fp32", "bf16")
 """Arithmetic of the mask model's forward pass at inference (``separate.precision``)."""
@@ -51,12 +55,25 @@ class Separator(nn.Module):
 
     Args:
         front_end: STFT settings and normalisation statistics.
-        model: maps (batch, channels, bins, frames) input to masks (batch, stems, channels, bins, frames).
+        model: a :class:`~sepnet.models.contract.SeparationModel`; its input is what
+            ``front_end.represent`` gives for ``model.input_kind``.
         inference: mask post-processing; the default changes nothing (training, validation).
+
+    Raises:
+        TypeError: ``model`` is not a SeparationModel.
+        ValueError: ``model`` was built for other front-end sizes.
     """
 
-    def __init__(self, front_end: SpectralFrontEnd, model: nn.Module, inference: InferenceSettings | None = None):
+    def __init__(self, front_end: SpectralFrontEnd, model: SeparationModel, inference: InferenceSettings | None = None):
         super().__init__()
+        if not isinstance(model, SeparationModel):
+            raise TypeError(f"{type(model).__name__} is not a sepnet.models.SeparationModel")
+        wrong = {k: v for k, v in model.front_end_requirements().items() if getattr(front_end, k, v) != v}
+        if wrong:
+            raise ValueError(
+                f"{type(model).__name__} was built for the front end's "
+                + ", ".join(f"{k}={v} (the front end has {getattr(front_end, k)})" for k, v in wrong.items())
+            )
         self.front_end = front_end
         self.model = model
         self.inference = inference or InferenceSettings()
@@ -64,11 +81,6 @@ class Separator(nn.Module):
     @property
     def target_stems(self) -> list[str]:
         return list(self.model.target_stems)
-
-    @property
-    def runs_chunkwise(self) -> bool:
-        """Whether the model runs chunk by chunk around one batched recurrent pass (a CRNN in eval mode)."""
-        return not self.training and hasattr(self.model, "recurrent_sequence")
 
     def postprocess(self, masks: torch.Tensor) -> torch.Tensor:
         """Apply mask_scale, clip and threshold to (batch, stems, channels, bins, frames) masks."""
@@ -82,28 +94,36 @@ class Separator(nn.Module):
         return masks
 
     def _model_arithmetic(self, device_type: str):
-        """The context the mask model runs in: bf16 autocast for ``precision="bf16"``, else nothing."""
+        """The context the model runs in: bf16 autocast for ``precision="bf16"``, else nothing (a training
+        autocast, if any, stays in force)."""
         if self.inference.precision == "bf16":
             return torch.autocast(device_type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def raw_masks(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, samples) mixture -> (masks (B, S, C, F, frames), mixture STFT (B, C, F, frames)).
+    def analyse(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, samples) -> (the model's input for its ``input_kind``, mixture STFT (B, C, F, frames))."""
+        return self.front_end(mixture, self.model.input_kind)
 
-        The model's masks before :meth:`postprocess`: what training and validation
-        score, so the inference knobs never reach the loss.
+    def raw_outputs(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(B, C, samples) -> (masks (B, S, C, F, frames), mixture STFT, ``{head: output}`` of ``auxiliary_heads``).
+
+        The model's masks before :meth:`postprocess`: what training and validation score, so
+        the inference knobs never reach the loss.
         """
-        model_input, mixture_spec = self.front_end(mixture)
+        model_input, mixture_spec = self.analyse(mixture)
+        with self._model_arithmetic(model_input.device.type):
+            if self.model.auxiliary_heads:
+                masks, heads = self.model.forward_with_heads(model_input)
+            else:
+                masks, heads = self.model(model_input), {}
         if self.inference.precision == "bf16":
-            with self._model_arithmetic(model_input.device.type):
-                return self.model(model_input).float(), mixture_spec
-        return self.model(model_input), mixture_spec  # under a training autocast, in its dtype
+            masks, heads = masks.float(), {name: value.float() for name, value in heads.items()}
+        return masks, mixture_spec, heads
 
-    def raw_masks_multitask(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """As :meth:`raw_masks`, plus the rhythm head's beat logits (B, frames); needs ``model.forward_multitask``."""
-        model_input, mixture_spec = self.front_end(mixture)
-        masks, beat_logits = self.model.forward_multitask(model_input)
-        return masks, mixture_spec, beat_logits
+    def raw_masks(self, mixture: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`raw_outputs` without the heads: (masks (B, S, C, F, frames), mixture STFT (B, C, F, frames))."""
+        masks, mixture_spec, _ = self.raw_outputs(mixture)
+        return masks, mixture_spec
 
     def apply_masks(self, masks: torch.Tensor, mixture_spec: torch.Tensor, length: int) -> torch.Tensor:
         """Masks (B, S, C, F, frames) x mixture STFT (B, C, F, frames), mixture phase -> stems (B, S, C, length)."""
@@ -112,11 +132,10 @@ class Separator(nn.Module):
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) mixture -> (batch, stems, channels, samples) estimates.
 
-        In eval mode a model with a recurrent stage (every CRNN) goes through
-        :meth:`separate_chunks`: the same estimates, computed chunk by chunk around one
-        batched BiLSTM pass.
+        In training mode the batch goes through as one; in eval mode through
+        :meth:`iter_separated`, the inference path (same estimates, bounded memory).
         """
-        if self.runs_chunkwise:
+        if not self.training:
             return torch.stack(self.separate_chunks(list(mixture)))
         length = mixture.shape[-1]
         mixture = self._pad_short(mixture)
@@ -128,21 +147,25 @@ class Separator(nn.Module):
         return list(self.iter_separated(chunks))
 
     def iter_separated(self, chunks: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """:meth:`separate_chunks`, yielding each chunk's estimates as soon as they are computed.
+        """The inference path for every model: each chunk's ``(stems, channels, samples)`` estimates, in turn.
 
-        What :class:`~sepnet.inference.overlap_add.OverlapAdd` runs. For a CRNN in eval mode the
-        STFT, encoder, decoder, masking and iSTFT see one chunk at a time (tensors of about
-        30 MB for 10 s) and only the recurrent stage sees them all at once
-        (``CRNN.recurrent_sequence``), where batching pays: memory follows one chunk, the
-        BiLSTM's speed the batch. Other models run :meth:`forward` on the stacked chunks.
+        What :class:`~sepnet.inference.overlap_add.OverlapAdd` runs. The STFT, the model's
+        full-resolution stages, masking and iSTFT see one chunk at a time (tensors of about
+        30 MB for 10 s), so memory follows one chunk whatever the batch. Only a model that
+        declares ``batches_recurrent_stage`` (every CRNN) has a stage that sees all chunks at
+        once (``recurrent_sequence``), where batching pays: a BiLSTM's per-frame matmuls are
+        (batch x hidden), and one sequence leaves the cores idle. A model without one gains
+        nothing from a batch (a band-split model's sequences are already bands x chunk).
         """
-        if not self.runs_chunkwise:
-            yield from self.forward(torch.stack(list(chunks)))
-            return
         length = chunks[0].shape[-1]
         padded = [self._pad_short(chunk[None]) for chunk in chunks]  # (1, channels, samples') each
-        fronts = [self.front_end(chunk) for chunk in padded]  # (model input, STFT) each
         device = chunks[0].device.type
+        if not self.model.batches_recurrent_stage:
+            for chunk in padded:
+                masks, spec = self.raw_masks(chunk)
+                yield self._estimates(masks.float(), spec, chunk.shape[-1])[0, ..., :length]
+            return
+        fronts = [self.analyse(chunk) for chunk in padded]  # (model input, STFT) each
         with self._model_arithmetic(device):
             sequence = self.model.recurrent_sequence([model_input for model_input, _ in fronts])
         for (model_input, spec), rows in zip(fronts, sequence.split(1)):

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sepnet.models.masks import activate_masks, check_model_input, mask_outputs
+from sepnet.models.contract import SeparationModel, check_model_input
+from sepnet.models.masks import activate_masks, mask_outputs
 from sepnet.registry import register_model
 
 
@@ -141,7 +142,7 @@ class BandSequenceBlock(nn.Module):
 
 
 @register_model
-class BandSplitRNN(nn.Module):
+class BandSplitRNN(SeparationModel):
     """Band-split RNN: per-band embeddings, BiLSTMs across time and across bands, per-band mask heads.
 
     Args:
@@ -206,7 +207,7 @@ class BandSplitRNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""
-        check_model_input(x, self.audio_channels, self.n_bins)
+        check_model_input(self, x)
         if self.stem is not None:
             x = torch.cat([x, self.stem(x)], dim=1)  # (B, C + conv_channels, F, T)
         group_bins = x.split([group.bands * group.width for group in self.groups], dim=2)

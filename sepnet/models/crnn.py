@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from sepnet.models.masks import activate_masks, check_model_input, mask_outputs
+from sepnet.models.contract import SeparationModel, check_model_input
+from sepnet.models.masks import activate_masks, mask_outputs
 from sepnet.registry import register_model
 
 
@@ -99,7 +100,7 @@ class RecurrentBottleneck(nn.Module):
 
 
 @register_model
-class CRNN(nn.Module):
+class CRNN(SeparationModel):
     """Conv2D encoder -> BiLSTM -> ConvTranspose2D decoder -> one mask per target stem.
 
     Args:
@@ -123,6 +124,7 @@ class CRNN(nn.Module):
     """
 
     skip_connections = False
+    batches_recurrent_stage = True  # recurrent_sequence / masks_from_sequence: the BiLSTM sees many chunks at once
 
     def __init__(
         self,
@@ -181,7 +183,7 @@ class CRNN(nn.Module):
         return x
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        return check_model_input(x, self.audio_channels, self.n_bins)
+        return check_model_input(self, x)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, F, T) -> (masks (B, stems, C, F, T), LSTM sequence (B, T, 2*hidden))."""

@@ -21,13 +21,6 @@ import torch
 MASK_ACTIVATIONS = ("sigmoid", "softmax", "normalised")
 
 
-def check_model_input(x: torch.Tensor, audio_channels: int, n_bins: int) -> torch.Tensor:
-    """``x`` if it is (batch, audio_channels, n_bins, frames); else ``ValueError`` naming the shape expected."""
-    if x.ndim != 4 or x.shape[1] != audio_channels or x.shape[2] != n_bins:
-        raise ValueError(f"expected input (batch, {audio_channels}, {n_bins}, frames), got {tuple(x.shape)}")
-    return x
-
-
 def mask_outputs(target_stems: Sequence[str], mask_activation: str, residual: bool) -> int:
     """How many mask outputs a model with these settings needs: its targets, plus one for the residual.
 

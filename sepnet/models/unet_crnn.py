@@ -64,7 +64,8 @@ class MultiTaskUNetCRNN(UNetCRNN):
     """U-Net CRNN + rhythm head: masks as :class:`UNetCRNN`, plus one beat logit per frame.
 
     ``forward`` returns only the masks (so the :class:`~sepnet.inference.separator.Separator`
-    uses it like any mask model); :meth:`forward_multitask` returns both.
+    uses it like any mask model); :meth:`forward_with_heads` returns both, the beat logits
+    as the ``beats`` head (``auxiliary_heads``).
 
     Args:
         head_size: width of the rhythm head's hidden layer (the funnel's middle).
@@ -72,12 +73,14 @@ class MultiTaskUNetCRNN(UNetCRNN):
         (others as :class:`UNetCRNN`; ``inspect.signature`` lists them all)
     """
 
+    auxiliary_heads = ("beats",)
+
     @extend_signature(UNetCRNN.__init__)
     def __init__(self, *args, head_size: int, head_dropout: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.rhythm_head = RhythmHead(2 * self.hidden_size, head_size, head_dropout)
 
-    def forward_multitask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, F, T) -> (masks (B, stems, C, F, T), beat logits (B, T))."""
+    def forward_with_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B, C, F, T) -> (masks (B, stems, C, F, T), {"beats": beat logits (B, T)})."""
         masks, sequence = self.forward_features(x)
-        return masks, self.rhythm_head(sequence)
+        return masks, {"beats": self.rhythm_head(sequence)}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from sepnet.app.configs import CONFIG_DIR
+from sepnet.registry import size_overrides
 
 TRAIN, MERGE, EVALUATE = "train", "merge", "evaluate"
 
@@ -157,9 +158,9 @@ def experiment_init(name: str) -> tuple[str | None, bool]:
     return (str(parent) if parent else None), bool(cfg.init.get("strict", True))
 
 
-def experiment_model(name: str) -> str:
-    """The class name of ``experiment=<name>``'s model (``CRNN``, ``BandSplitRNN``): what a budget sizes by."""
-    return str(experiment_config(name).model._target_).rsplit(".", 1)[-1]
+def experiment_size(name: str, size: str) -> list[str]:
+    """The ``model.<key>=<value>`` overrides of ``experiment=<name>``'s model at its YAML's named ``size``."""
+    return size_overrides(experiment_config(name).model, size)
 
 
 def experiment_parent(name: str) -> str | None:

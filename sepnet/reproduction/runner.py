@@ -35,7 +35,7 @@ from sepnet.reproduction.chain import (
     TRAIN,
     Step,
     documented_sdr,
-    experiment_model,
+    experiment_size,
     loads_whole_parent,
     step_parents,
 )  # fmt: skip
@@ -117,16 +117,16 @@ class ChainRunner:
     Args:
         root: the reproduce root (``paths.outputs_root`` of every step).
         overrides: ``{"data"|"train"|"fine_tune"|"merge"|"evaluate": [override, ...]}``, budget then user's.
-        model_sizes: ``{model class name | "default": [override, ...]}``, the budget's model sizes
-            (:func:`budget_model_sizes`); a train step gets its model's, before ``train``'s.
+        model_size: the named size (``tiny``) every train step's model takes from its conf/model
+            YAML (:func:`budget_model_size`), before ``train``'s overrides; None: the configured size.
         dry_run: print the commands instead of running them.
     """
 
     def __init__(
-        self, root: Path, overrides: dict[str, list[str]], model_sizes: dict[str, list[str]] | None = None, dry_run: bool = False
+        self, root: Path, overrides: dict[str, list[str]], model_size: str | None = None, dry_run: bool = False
     ):
         self.root, self.overrides, self.dry_run = root, overrides, dry_run
-        self.model_sizes = model_sizes or {}
+        self.model_size = model_size
         self.python = sys.executable
         # Children import this very sepnet (a worktree's, not whichever one is installed).
         package_root = str(Path(sepnet.__file__).resolve().parent.parent)
@@ -163,9 +163,8 @@ class ChainRunner:
         ]
 
     def sizes(self, step: Step) -> list[str]:
-        """The budget's model sizes for a train step's model class (``default`` for any other class)."""
-        model = experiment_model(step.name)
-        return self.model_sizes.get(model, self.model_sizes.get("default", []))
+        """A train step's model at the budget's named size (its YAML's ``_sizes_``); none for the configured size."""
+        return experiment_size(step.name, self.model_size) if self.model_size else []
 
     def merge_command(self, step: Step, out: Path) -> list[str]:
         ckpts = ",".join(hydra_value(self.checkpoint(p)) for p in step.parents)
@@ -367,14 +366,14 @@ def budget_overrides(cfg: DictConfig) -> dict[str, list[str]]:
     }
 
 
-def budget_model_sizes(cfg: DictConfig) -> dict[str, list[str]]:
-    """``{model class name | "default": [override, ...]}``: the budget's ``model_sizes`` (empty if it has none).
+def budget_model_size(cfg: DictConfig) -> str | None:
+    """The budget's ``model_size`` (``tiny``, ``medium``): the named size of every model's YAML; None: as configured.
 
-    The CRNN family and the band-split RNN take different size arguments
-    (``encoder_channels`` vs ``features``), so a budget sizes each class on its own.
+    Models take different size arguments (``encoder_channels`` vs ``features``), so each
+    model's YAML says what its named sizes are (``_sizes_``) and a budget only names one.
     """
-    sizes = cfg.budgets[cfg.reproduce.budget].get("model_sizes") or {}
-    return {str(model): [str(o) for o in overrides or []] for model, overrides in sizes.items()}
+    size = cfg.budgets[cfg.reproduce.budget].get("model_size")
+    return str(size) if size else None
 
 
 def format_sdr(value) -> str:
@@ -393,7 +392,7 @@ def run_chain(cfg: DictConfig) -> list[Row]:
     if not dry_run:
         check_parents(steps, root)
     root.mkdir(parents=True, exist_ok=True)
-    runner = ChainRunner(root, overrides, budget_model_sizes(cfg), dry_run)
+    runner = ChainRunner(root, overrides, budget_model_size(cfg), dry_run)
     budget = str(cfg.reproduce.budget)
     print(f"reproduce: {len(steps)} steps, budget {budget}, under {root}", flush=True)
     kept = [] if dry_run else earlier_rows(root, steps)

@@ -26,9 +26,12 @@ from sepnet.data.beats import activation_beat_times, beat_activation_target, bea
 from sepnet.errors import SepnetError
 from sepnet.training.module import SeparationModule
 
+BEATS = "beats"
+"""The auxiliary head (:mod:`sepnet.models.contract`) this module trains: beat logits (batch, frames)."""
+
 
 class MultiTaskSeparationModule(SeparationModule):
-    """Trains a mask model with a rhythm head (a model with ``forward_multitask``).
+    """Trains a mask model with a rhythm head (a model whose ``auxiliary_heads`` has ``beats``).
 
     Args:
         rhythm_weight: weight of the beat loss added to the mask loss.
@@ -49,7 +52,7 @@ class MultiTaskSeparationModule(SeparationModule):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        if not hasattr(self.separator.model, "forward_multitask"):
+        if BEATS not in self.separator.model.auxiliary_heads:
             raise SepnetError(
                 f"module=multitask needs a model with a rhythm head, but model is "
                 f"{type(self.separator.model).__name__}; use model=unet_crnn_mtl or module=separation"
@@ -64,7 +67,8 @@ class MultiTaskSeparationModule(SeparationModule):
         if "beats" not in batch:
             raise SepnetError("the multi-task model needs beats in every batch; set data.beats=true")
         front_end = self.separator.front_end
-        masks, mixture_spec, beat_logits = self.separator.raw_masks_multitask(batch["mixture"])
+        masks, mixture_spec, heads = self.separator.raw_outputs(batch["mixture"])
+        beat_logits = heads[BEATS]
         target = beat_activation_target(batch["beats"], front_end.hop_length, beat_logits.shape[-1])
         return {
             "masks": masks,
