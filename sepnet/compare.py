@@ -32,7 +32,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.app.scaffold import hydra_entry_point, run_entry_point
-from sepnet.errors import SepnetError, exit_on_user_error
+from sepnet.errors import SepnetError, exit_on_user_error, printable
 from sepnet.evaluation.curves import compare
 
 __all__ = ["compare", "compare_runs", "main"]
@@ -44,7 +44,7 @@ OPTIONS = ("--out", "--patience")
 
 def report(out: Path, markdown: str) -> None:
     print(markdown)
-    print(f"plot: {out}")
+    print(f"plot: {printable(out)}")
 
 
 @exit_on_user_error

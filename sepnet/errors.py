@@ -20,6 +20,24 @@ class SepnetError(Exception):
     """A mistake in the user's input; the message names the file or key and the fix."""
 
 
+def printable(text: object, limit: int | None = None) -> str:
+    """``text`` (a name read from a file or a folder) safe to show on a terminal, in markdown or in XML.
+
+    Characters that are not printable (newlines, tabs, ANSI escape codes, NUL, lone surrogates of an
+    undecodable file name) are written as their Python escapes (``\\n``, ``\\x1b``), so what is shown
+    stays on one line, colours nothing and names the character; ``limit`` cuts the result to that many
+    characters, ending in ``…``. Linear in ``limit``, whatever the length of ``text``.
+    """
+    text = str(text)
+    if limit is not None:
+        text = text[: limit + 1]  # an escape is never shorter than its character: this is all that can show
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if limit is not None and len(text) > limit:
+        text = text[: max(0, limit - 1)] + "…"
+    return text
+
+
 def user_error_in(exc: BaseException) -> SepnetError | None:
     """The :class:`SepnetError` behind ``exc`` (directly or as a cause), if any.
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.app.scaffold import hydra_entry_point, run_entry_point
-from sepnet.errors import SepnetError, exit_on_user_error
+from sepnet.errors import SepnetError, exit_on_user_error, printable
 from sepnet.evaluation.lineage_drawing import write_lineage
 
 __all__ = ["lineage", "main", "write_lineage"]
@@ -37,10 +37,12 @@ def lineage(cfg: DictConfig) -> dict[str, Path]:
     if OmegaConf.is_missing(cfg, "root"):
         raise SepnetError(f"no folder given; usage: {USAGE}")
     written = write_lineage(cfg.root, cfg.out)
-    graph = written.pop("graph")
-    print(f"lineage: {len(graph.nodes)} nodes, {len(graph.edges)} edges under {graph.root}", flush=True)
+    graph, note = written.pop("graph"), written.pop("note")
+    print(f"lineage: {len(graph.nodes)} nodes, {len(graph.edges)} edges under {printable(graph.root)}", flush=True)
+    if note:
+        print(f"lineage: in the pictures, {note}", flush=True)
     for path in written.values():
-        print(f"  {path}", flush=True)
+        print(f"  {printable(path)}", flush=True)
     return written
 
 

@@ -392,7 +392,8 @@ def test_separate_checkpoint_of_a_newer_sepnet(tiny_checkpoint, tmp_path):
     assert_one_line(
         run_entry_point("sepnet.separate", *separate_args(ckpt, tmp_path)),
         f"checkpoint '{ckpt}' was refused: model._target_ is 'sepnet.models.MelBandRoformer', not a sepnet model "
-        f"({registered_models()}); it was written by sepnet "
+        f"({registered_models()}); a model of your own registers when its module is imported: name it in "
+        "plugins=[<module>]; it was written by sepnet "
         f"'0.4.0' and this is sepnet {sepnet.__version__}: load it with the version that wrote it",
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,10 +25,14 @@ from matplotlib.figure import Figure
 
 from sepnet.app.run_dir import ensure_writable
 from sepnet.atomic import write_text
-from sepnet.errors import SepnetError
+from sepnet.errors import SepnetError, printable
 from sepnet.evaluation.divergence import Divergence, find_divergence
 
+log = logging.getLogger(__name__)
+
 METRICS = Path("logs") / "metrics.csv"
+LABEL_CHARS = 160
+"""A run's label (its folder and the overrides it varied) is cut to this many characters."""
 
 
 @dataclass
@@ -74,24 +79,39 @@ def _number(text: str | None) -> float | None:
         return None
 
 
+def _count(text: str | None) -> int | None | bool:
+    """An epoch or step cell: its whole number, None when empty, False when it is no finite number."""
+    value = _number(text)
+    if value is None:
+        return None if text in (None, "") else False
+    return int(value) if math.isfinite(value) else False
+
+
 def read_curves(run_dir: Path, label: str) -> RunCurves:
-    """A run's curves from ``<run_dir>/logs/metrics.csv`` (Lightning's CSVLogger: one row per logging call)."""
+    """A run's curves from ``<run_dir>/logs/metrics.csv`` (Lightning's CSVLogger: one row per logging call).
+
+    A row whose epoch or step is not a finite number (``inf``, ``nan``, text) is skipped, and one warning
+    line names the file and how many rows that was."""
     path = run_dir / METRICS
     try:
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f))
+    except UnicodeDecodeError:
+        raise SepnetError(f"'{printable(path)}' is not a text CSV file; it should be the metrics.csv a run's csv logger writes") from None
     except (OSError, csv.Error) as exc:
-        raise SepnetError(f"cannot read '{path}' ({exc}); is the run still writing it?") from None
+        raise SepnetError(f"cannot read '{printable(path)}' ({printable(exc, 200)}); is the run still writing it?") from None
     step_losses: dict[int, list[float]] = defaultdict(list)
     values: dict[int, dict[str, float]] = defaultdict(dict)
     last_step: dict[int, int] = {}
     curves = RunCurves(label, run_dir)
+    skipped = 0
     for row in rows:
-        epoch, step = _number(row.get("epoch")), _number(row.get("step"))
+        epoch, step = _count(row.get("epoch")), _count(row.get("step"))
+        if epoch is False or step is False:
+            skipped += 1
+            continue
         if epoch is None:
             continue
-        epoch = int(epoch)
-        step = int(step) if step is not None else None
         for key in ("train/loss_epoch", "val/loss", "val/sdr"):
             value = _number(row.get(key))
             if value is not None:
@@ -114,6 +134,9 @@ def read_curves(run_dir: Path, label: str) -> RunCurves:
         curves.train_loss.append(train)
         curves.val_loss.append(v.get("val/loss", math.nan))
         curves.val_sdr.append(v.get("val/sdr", math.nan))
+    if skipped:
+        log.warning("compare: %s: skipped %d row%s whose epoch or step is not a finite number", printable(path), skipped,
+                    "s" if skipped != 1 else "")
     return curves
 
 
@@ -133,9 +156,11 @@ def find_runs(paths: list[Path]) -> list[Path]:
 def run_overrides(run: Path) -> list[str]:
     """The command-line overrides a run was started with (``.hydra/overrides.yaml``), or []."""
     overrides = run / ".hydra" / "overrides.yaml"
-    if not overrides.is_file():
+    try:
+        text = overrides.read_text() if overrides.is_file() else ""
+    except (OSError, ValueError):  # unreadable, or not text: the label only loses the overrides
         return []
-    return [line.removeprefix("- ").strip() for line in overrides.read_text().splitlines() if line.startswith("- ")]
+    return [line.removeprefix("- ").strip() for line in text.splitlines() if line.startswith("- ")]
 
 
 def run_labels(runs: list[Path], root: Path) -> list[str]:
@@ -146,7 +171,7 @@ def run_labels(runs: list[Path], root: Path) -> list[str]:
     for run, items in zip(runs, overrides):
         name = str(run.relative_to(root)) if run != root and run.is_relative_to(root) else run.name
         varied = [i for i in items if i not in shared]
-        labels.append(f"{name} ({' '.join(varied)})" if varied else name)
+        labels.append(printable(f"{name} ({' '.join(varied)})" if varied else name, LABEL_CHARS))  # names may hold ANSI codes
     return labels
 
 
@@ -263,7 +288,7 @@ def table(runs: list[RunCurves], divergences: list[Divergence | None]) -> str:
             if divergence
             else "no"
         )
-        lines.append(f"| {run.label} | {sdr} | {epoch} | {len(run.epochs)} | {flag} |")
+        lines.append(f"| {run.label.replace('|', chr(92) + '|')} | {sdr} | {epoch} | {len(run.epochs)} | {flag} |")
     return "\n".join(lines)
 
 

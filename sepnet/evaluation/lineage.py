@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from omegaconf import OmegaConf
 
 from sepnet.app.configs import CONFIG_DIR
 from sepnet.checkpoints.checkpoint import read_checkpoint, sepnet_entry
-from sepnet.errors import SepnetError
+from sepnet.errors import SepnetError, printable
+from sepnet.registry import shown
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,18 @@ SCORE_NEUTRAL_KNOBS = frozenset({"device", "batch_size", "workers"})
 SCOPE_KNOBS = frozenset({"max_tracks", "full_metrics", "win", "hop"})
 """Settings of how much or how a score is computed, not of the separation: a run's test SDR may come
 from an evaluation that changed them (the edge still names them)."""
+SHARES_SHOWN = 8
+"""A merge edge's label lists up to this many parents' weights (``merge 0.8 of 0.8/0.2``), else counts them
+(``merge 0.0002 of 5000 parents``)."""
+NAME_CHARS = 100
+"""A node's name, an edge's label or a detail line is cut to this many characters (ending in ``…``)."""
+LINEAGE_DEPTH = 64
+"""Generations of recorded ancestry followed (``parent_lineage`` inside ``parent_lineage``...)."""
+
+
+def display(text: Any, limit: int = NAME_CHARS) -> str:
+    """``text`` as drawn and tabulated: control characters escaped, cut to ``limit`` characters."""
+    return printable(text, limit)
 
 
 @dataclass
@@ -85,16 +99,37 @@ class LineageGraph:
     root: Path
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
+    _into: dict[str, list[Edge]] = field(default_factory=dict, repr=False, compare=False)
+    _out_of: dict[str, list[Edge]] = field(default_factory=dict, repr=False, compare=False)
+    _seen: set[tuple[str, str, str]] = field(default_factory=set, repr=False, compare=False)
+    _indexed: int = field(default=0, repr=False, compare=False)
+
+    def _index(self) -> None:
+        """Index the edges appended since the last call (by target, by source, and as a set): every look-up
+        is a dict or set look-up, so a graph of thousands of edges builds in linear time."""
+        for edge in self.edges[self._indexed :]:
+            self._into.setdefault(edge.target, []).append(edge)
+            self._out_of.setdefault(edge.source, []).append(edge)
+            self._seen.add((edge.source, edge.target, edge.label))
+        self._indexed = len(self.edges)
+
+    def edges_into(self, key: str) -> list[Edge]:
+        self._index()
+        return list(self._into.get(key, ()))
 
     def parents(self, key: str) -> list[str]:
-        return [e.source for e in self.edges if e.target == key]
+        return [e.source for e in self.edges_into(key)]
 
     def children(self, key: str) -> list[str]:
-        return [e.target for e in self.edges if e.source == key]
+        self._index()
+        return [e.target for e in self._out_of.get(key, ())]
 
     def add_edge(self, source: str, target: str, kind: str, label: str) -> None:
-        if not any(e.source == source and e.target == target and e.label == label for e in self.edges):
+        label = display(label)
+        self._index()
+        if (source, target, label) not in self._seen:
             self.edges.append(Edge(source, target, kind, label))
+            self._index()
 
 
 def format_db(value: float | None) -> str:
@@ -152,6 +187,118 @@ def changed_knobs(knobs: dict[str, Any], defaults: dict[str, Any], given: list[s
     }
 
 
+class Record:
+    """The fields of one record file (a checkpoint's lineage and metrics, ``summary.json``, ``results.json``),
+    each taken in the shape sepnet writes it: a field of another shape (a string where a mapping belongs, a
+    list where a number does) is left out, and :meth:`warn` names the file and those fields in one line."""
+
+    SHOWN = 3
+    """Odd fields named in the warning; more are counted."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.odd: list[str] = []
+
+    def _odd(self, key: str, value: Any, wanted: str) -> None:
+        self.odd.append(f"{printable(key, 120)} is {shown(value)}, not {wanted}")
+
+    def mapping(self, value: Any, key: str) -> Mapping:
+        if value is None or isinstance(value, Mapping):
+            return value or {}
+        self._odd(key, value, "a mapping")
+        return {}
+
+    def number(self, value: Any, key: str) -> float | None:
+        if value is None or _is_number(value):
+            return None if value is None else float(value)
+        self._odd(key, value, "a number")
+        return None
+
+    def integer(self, value: Any, key: str) -> int | None:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        self._odd(key, value, "a whole number")
+        return None
+
+    def text(self, value: Any, key: str) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if _is_number(value):  # a run named 2024 on the command line is stored as a number
+            return str(value)
+        self._odd(key, value, "a string")
+        return None
+
+    def items(self, value: Any, key: str) -> list:
+        if value is None or isinstance(value, (list, tuple)):
+            return list(value or [])
+        self._odd(key, value, "a list")
+        return []
+
+    def strings(self, value: Any, key: str) -> list[str]:
+        items = self.items(value, key)
+        odd = [v for v in items if not isinstance(v, str)]
+        if odd:
+            self._odd(f"{key}[{items.index(odd[0])}]", odd[0], "a string" + (f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""))
+        return [v for v in items if isinstance(v, str)]
+
+    def metrics(self, value: Any, key: str) -> dict:
+        """Validation metrics: ``{"val/sdr": <number>}`` when it is there and a number, else ``{}``."""
+        sdr = self.number(self.mapping(value, key).get("val/sdr"), f"{key}.val/sdr")
+        return {} if sdr is None else {"val/sdr": sdr}
+
+    def lineage(self, value: Any, key: str = "lineage", depth: int = 0) -> dict:
+        """A checkpoint's lineage (:mod:`sepnet.checkpoints.parents`), with only the fields of the right shape."""
+        lineage = self.mapping(value, key)
+        if not lineage:
+            return {}
+        clean: dict[str, Any] = {"parents": self.strings(lineage.get("parents"), f"{key}.parents")}
+        clean["from_run"] = self.text(lineage.get("from_run"), f"{key}.from_run")
+        clean["parent_metrics"] = self.metrics(lineage.get("parent_metrics"), f"{key}.parent_metrics")
+        strict = self.mapping(lineage.get("pretrained"), f"{key}.pretrained").get("strict", True)
+        if not isinstance(strict, bool):
+            self._odd(f"{key}.pretrained.strict", strict, "true or false")
+            strict = True
+        clean["pretrained"] = {"strict": strict}
+        ancestry = lineage.get("parent_lineage")
+        if ancestry is not None and depth >= LINEAGE_DEPTH:
+            self.odd.append(f"lineage.parent_lineage goes back more than {LINEAGE_DEPTH} generations (the older ones)")
+            ancestry = None
+        merge = lineage.get("merge")
+        if merge is not None:
+            merge = self.mapping(merge, f"{key}.merge")
+            weights = [self.number(w, f"{key}.merge.weights[{i}]") for i, w in enumerate(self.items(merge.get("weights"), f"{key}.merge.weights"))]
+            if weights and len(weights) != len(clean["parents"]):
+                self.odd.append(f"{key}.merge.weights has {len(weights)} weights for {len(clean['parents'])} parents")
+                weights = []
+            clean["merge"] = {
+                "weights": weights,
+                "parent_metrics": [self.metrics(m, f"{key}.merge.parent_metrics[{i}]")
+                                   for i, m in enumerate(self.items(merge.get("parent_metrics"), f"{key}.merge.parent_metrics"))],
+            }  # fmt: skip
+            clean["parent_lineage"] = [self.lineage(a, f"{_ancestry(key, depth)}[{i}]", depth + 1)
+                                       for i, a in enumerate(self.items(ancestry, _ancestry(key, depth)))]  # fmt: skip
+        else:
+            clean["parent_lineage"] = self.lineage(ancestry, _ancestry(key, depth), depth + 1)
+        return clean
+
+    def warn(self) -> None:
+        """One warning line naming the file and what of it was left out, if anything was."""
+        if self.odd:
+            more = f" (and {len(self.odd) - self.SHOWN} more)" if len(self.odd) > self.SHOWN else ""
+            log.warning(
+                "lineage: %s: left out what is not of the shape sepnet writes: %s%s",
+                printable(self.path, 300), "; ".join(self.odd[: self.SHOWN]), more,
+            )
+            self.odd = []
+
+
+def _ancestry(key: str, depth: int) -> str:
+    """The name of the ``parent_lineage`` below ``key`` in a message, short however deep it is."""
+    return f"{key}.parent_lineage" if depth < 2 else f"lineage.parent_lineage (generation {depth + 1})"
+
+
 class _Collector:
     """Builds a :class:`LineageGraph` from the folders and records under ``root``."""
 
@@ -169,7 +316,7 @@ class _Collector:
         entries = []
         for run_dir in run_dirs:
             ckpt = next((run_dir / "checkpoints" / n for n in CHECKPOINT_NAMES if (run_dir / "checkpoints" / n).is_file()), None)
-            ckpt = ckpt or max((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+            ckpt = ckpt or max((run_dir / "checkpoints").glob("*.ckpt"), key=_mtime)
             info = self.read_entry(ckpt)
             if info is None:
                 continue
@@ -184,22 +331,40 @@ class _Collector:
             self.add_parent_edges(key, info.get("lineage") or {})
 
     def read_entry(self, ckpt: Path) -> dict | None:
-        """A checkpoint's checked sepnet entry (config, lineage, metrics), or None (with a warning) if unreadable."""
+        """A checkpoint's checked sepnet entry (config's run name, lineage, metrics, epoch, each of the shape
+        sepnet writes), or None (with a warning) if unreadable."""
         try:
-            return sepnet_entry(ckpt, read_checkpoint(ckpt))  # data only: no code run, no model built
+            info = sepnet_entry(ckpt, read_checkpoint(ckpt))  # data only: no code run, no model built
         except SepnetError as exc:
-            log.warning("lineage: left out %s (%s)", ckpt, exc)
+            log.warning("lineage: left out %s (%s)", printable(ckpt, 300), printable(exc, 1000))
             return None
+        record = Record(ckpt)
+        config = record.mapping(info.get("config"), "config")
+        entry = {
+            "config": {"run_name": record.text(config.get("run_name"), "config.run_name")},
+            "lineage": record.lineage(info.get("lineage")),
+            "metrics": record.metrics(info.get("metrics"), "metrics"),
+            "epoch": record.integer(info.get("epoch"), "epoch"),
+        }
+        record.warn()
+        return entry
 
     def add_checkpoint_node(self, key: str, info: dict, run_dir: Path | None, ckpt: Path | None, outside: bool = False) -> Node:
         lineage = info.get("lineage") or {}
         config = info.get("config") or {}
         kind = OUTSIDE if outside else MERGE if "merge" in lineage else TRAIN
-        name = str(config.get("run_name") or (run_dir.parent.name if run_dir else Path(key).stem))
+        name = display(config.get("run_name") or (run_dir.parent.name if run_dir else Path(key).stem))
         node = Node(key, kind, name, path=run_dir or ckpt)
-        summary = _read_json(run_dir / "summary.json") if run_dir else None
-        val_sdr = (summary or {}).get("best_val_sdr", (info.get("metrics") or {}).get("val/sdr"))
-        epoch = (summary or {}).get("best_epoch", info.get("epoch"))
+        val_sdr, epoch = (info.get("metrics") or {}).get("val/sdr"), info.get("epoch")
+        summary_path = run_dir / "summary.json" if run_dir else None
+        if summary_path is not None and _is_file(summary_path):
+            record = Record(summary_path)
+            summary = record.mapping(_read_json(summary_path, record), "summary.json")
+            best = record.number(summary.get("best_val_sdr"), "best_val_sdr")
+            if best is not None:  # the run's own summary; an odd one leaves the checkpoint's figures
+                val_sdr = best
+                epoch = record.integer(summary.get("best_epoch"), "best_epoch")
+            record.warn()
         node.val_sdr = val_sdr
         if val_sdr is not None:
             node.details.append(f"val/sdr {format_db(val_sdr)}" + (f" (epoch {epoch})" if epoch is not None else ""))
@@ -219,26 +384,31 @@ class _Collector:
         key = str(parent)
         if key in self.graph.nodes:
             return key
-        info = self.read_entry(parent) if parent.is_file() else None
+        exists = _is_file(parent)
+        info = self.read_entry(parent) if exists else None
         if info is None:  # the file is gone: the child's record of it is all there is
             info = {"config": {"run_name": name or (run_dir.parent.name if run_dir else parent.stem)}, "metrics": metrics, "lineage": lineage}
         node = self.add_checkpoint_node(key, info, None, parent, outside=True)
-        node.details.append("outside this folder" if parent.is_file() else "file not found")
+        node.details.append("outside this folder" if exists else "file not found")
         self.add_parent_edges(key, info.get("lineage") or {})
         return key
 
     def add_parent_edges(self, key: str, lineage: dict) -> None:
-        parents = [str(p) for p in lineage.get("parents") or []]
+        """Edges from each parent a (checked, :meth:`Record.lineage`) lineage names to ``key``."""
+        parents = lineage.get("parents") or []
         merge = lineage.get("merge")
         ancestry = lineage.get("parent_lineage")
         if merge is not None:
-            weights = [float(w) for w in merge.get("weights") or []] or [1 / max(1, len(parents))] * len(parents)
-            shares = "/".join(f"{w:.2g}" for w in weights)
-            metrics = merge.get("parent_metrics") or [{}] * len(parents)
-            ancestries = ancestry if isinstance(ancestry, list) else [{}] * len(parents)
-            for path, weight, parent_metrics, parent_lineage in zip(parents, weights, metrics, ancestries):
-                source = self.parent_node(path, None, parent_metrics or {}, parent_lineage or {})
-                self.graph.add_edge(source, key, MERGE, f"merge {weight:.2g} of {shares}")
+            weights = merge["weights"] or [1 / max(1, len(parents))] * len(parents)
+            shares = "/".join(f"{w:.2g}" if w is not None else "?" for w in weights[:SHARES_SHOWN])
+            shares = shares if len(weights) <= SHARES_SHOWN else f"{len(weights)} parents"
+            metrics, ancestries = merge["parent_metrics"], ancestry if isinstance(ancestry, list) else []
+            for i, (path, weight) in enumerate(zip(parents, weights)):
+                parent_metrics = metrics[i] if i < len(metrics) else {}
+                parent_lineage = ancestries[i] if i < len(ancestries) else {}
+                source = self.parent_node(path, None, parent_metrics, parent_lineage)
+                share = f"{weight:.2g}" if weight is not None else "?"
+                self.graph.add_edge(source, key, MERGE, f"merge {share} of {shares}")
             return
         pretrained = lineage.get("pretrained") or {}
         label = FINE_TUNE if pretrained.get("strict", True) else f"{FINE_TUNE} (partial load)"
@@ -251,29 +421,39 @@ class _Collector:
     def add_evaluations(self) -> None:
         root = self.graph.root
         for results_path in sorted(root.rglob("results.json")):
-            results = _read_json(results_path)
-            if not isinstance(results, dict) or "checkpoint" not in results:
+            record = Record(results_path)
+            results = _read_json(results_path, record)
+            if results is not None and not isinstance(results, Mapping):
+                record.odd.append(f"it holds {shown(results)}, not a mapping (it is not an evaluation's record)")
+            results = record.mapping(results, "results") if isinstance(results, Mapping) else {}
+            checkpoint_path = record.text(results.get("checkpoint"), "checkpoint")
+            if not checkpoint_path:  # not an evaluation's record (or unreadable, said above): not part of the graph
+                record.warn()
                 continue
             run_dir = results_path.parent
             source = self.parent_node(
-                str(results["checkpoint"]), None, results.get("checkpoint_metrics") or {}, results.get("lineage") or {}
+                checkpoint_path, None, record.metrics(results.get("checkpoint_metrics"), "checkpoint_metrics"),
+                record.lineage(results.get("lineage")),
             )
-            knobs = changed_knobs(results.get("knobs") or {}, self.defaults, command_line_knobs(run_dir))
-            split = str(results.get("split", "test"))
+            knobs = changed_knobs(dict(record.mapping(results.get("knobs"), "knobs")), self.defaults, command_line_knobs(run_dir))
+            split = record.text(results.get("split"), "split") or "test"
+            sdr = record.number(results.get("sdr"), "sdr")
+            tracks = record.integer(results.get("tracks"), "tracks")
+            record.warn()
             name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-            name = name.removeprefix("evaluate/")
+            name = display(name.removeprefix("evaluate/"))
             key = str(run_dir.resolve())
-            node = Node(key, EVALUATE, name, path=run_dir, test_sdr=results.get("sdr"))
-            node.details.append(f"{split} SDR {format_db(results.get('sdr'))}")
-            if results.get("tracks") is not None:
-                node.details[-1] += f", {results['tracks']} track{'s' if results['tracks'] != 1 else ''}"
+            node = Node(key, EVALUATE, name, path=run_dir, test_sdr=sdr)
+            node.details.append(display(f"{split} SDR {format_db(sdr)}"))
+            if tracks is not None:
+                node.details[-1] += f", {tracks} track{'s' if tracks != 1 else ''}"
             self.graph.nodes[key] = node
             label = " ".join(["evaluate", *(f"{k}={format_value(v)}" for k, v in knobs.items())])
             self.graph.add_edge(source, key, EVALUATE, label)
             checkpoint = self.graph.nodes[source]
             if split == "test" and not set(knobs) - SCOPE_KNOBS and checkpoint.test_sdr is None:
-                checkpoint.test_sdr = results.get("sdr")
-                checkpoint.details.append(f"test SDR {format_db(results.get('sdr'))}")
+                checkpoint.test_sdr = sdr
+                checkpoint.details.append(f"test SDR {format_db(sdr)}")
 
 
 def _resolved(path: Path) -> Path:
@@ -288,10 +468,28 @@ def _run_time(run_dir: Path) -> tuple[str, str]:
     return (run_dir.name, str(run_dir))
 
 
-def _read_json(path: Path) -> Any:
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # a dangling link: read (and refused) like any other file
+        return 0.0
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a path the system cannot look up (too long, a NUL in it)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_json(path: Path, record: Record | None = None) -> Any:
+    """The JSON in ``path``, or None (said in ``record``'s warning) when it cannot be read or parsed."""
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        if record is not None:
+            record.odd.append(f"it cannot be read as JSON ({printable(exc, 160)})")
         return None
 
 
@@ -311,7 +509,7 @@ def _tell_apart(graph: LineageGraph) -> None:
             inside = node.path.is_relative_to(graph.root) and node.path != graph.root
             parts = node.path.relative_to(graph.root).parts if inside else node.path.parts
             tail = parts[-2:] if parts[-1].isdigit() else parts[-1:]  # a sweep job: <sweep time>/<job number>
-            node.details.insert(0, " ".join(["/".join(tail), *(i for i in items if i not in shared)]))
+            node.details.insert(0, display(" ".join(["/".join(tail), *(i for i in items if i not in shared)])))
 
 
 def collect_lineage(root: str | Path) -> LineageGraph:
@@ -329,6 +527,67 @@ def collect_lineage(root: str | Path) -> LineageGraph:
             f"pass the outputs folder of sepnet.train/merge/evaluate runs"
         )
     return collector.graph
+
+
+# -- what is drawn ---------------------------------------------------------------------------------
+
+PARENTS_DRAWN = 24
+"""A node with more parents (a merge of thousands of checkpoints) is drawn with this many, the rest as one box."""
+NODES_DRAWN = 300
+"""The pictures and the Mermaid chart show at most this many nodes (the first found); the table lists every one."""
+
+
+def drawn_part(graph: LineageGraph) -> tuple[LineageGraph, str | None]:
+    """The part of ``graph`` a picture can show, and a note saying what was left out (None: all of it).
+
+    A node with more than :data:`PARENTS_DRAWN` parents keeps the first ones; the others become one
+    ``+N more parents`` box (their own ancestry, when nothing else drawn comes from it, goes with them).
+    Of what remains, the first :data:`NODES_DRAWN` nodes are drawn. Linear in the graph's size.
+    """
+    dropped: set[int] = set()  # ids of the edges not drawn
+    extra_nodes: list[Node] = []
+    extra_edges: list[Edge] = []
+    for key in graph.nodes:
+        into = graph.edges_into(key)
+        if len(into) > PARENTS_DRAWN:
+            rest = into[PARENTS_DRAWN - 1 :]
+            dropped.update(id(e) for e in rest)
+            more = Node(f"{key}\n+more", OUTSIDE, f"+{len(rest)} more parents", ["listed in lineage.md"])
+            extra_nodes.append(more)
+            extra_edges.append(Edge(more.key, key, rest[0].kind, rest[0].kind))
+    # A parent whose every child edge was dropped is not drawn, nor (in turn) its own parents' edges to it.
+    kept_out = {k: len(graph.children(k)) for k in graph.nodes}
+    gone: set[str] = set()
+    work = [e.source for e in graph.edges if id(e) in dropped]
+    for edge in graph.edges:
+        if id(edge) in dropped:
+            kept_out[edge.source] -= 1
+    while work:
+        key = work.pop()
+        if key in gone or kept_out[key] > 0:
+            continue
+        gone.add(key)
+        for edge in graph.edges_into(key):
+            if id(edge) not in dropped:
+                dropped.add(id(edge))
+                kept_out[edge.source] -= 1
+                work.append(edge.source)
+    nodes = [n for k, n in graph.nodes.items() if k not in gone]
+    nodes += extra_nodes
+    notes = []
+    if gone or extra_nodes:
+        boxes = "one '+N more parents' box" if len(extra_nodes) == 1 else f"{len(extra_nodes)} '+N more parents' boxes"
+        notes.append(f"{len(gone)} nodes are folded into {boxes} (a node shows its first {PARENTS_DRAWN - 1} parents)")
+    if len(nodes) > NODES_DRAWN:
+        notes.append(f"the first {NODES_DRAWN} of {len(graph.nodes)} nodes are drawn")
+        nodes = nodes[:NODES_DRAWN]
+    if not notes:
+        return graph, None
+    part = LineageGraph(graph.root, {n.key: n for n in nodes})
+    for edge in [*(e for e in graph.edges if id(e) not in dropped), *extra_edges]:
+        if edge.source in part.nodes and edge.target in part.nodes:
+            part.edges.append(edge)
+    return part, "; ".join(notes) + "; lineage.md's table lists every node"
 
 
 # -- Mermaid ---------------------------------------------------------------------------------------
@@ -361,17 +620,29 @@ def mermaid(graph: LineageGraph) -> str:
     lines = ["flowchart LR"]
     for key, node in graph.nodes.items():
         opening, closing = MERMAID_SHAPES[node.kind]
-        label = "<br>".join(mermaid_text(t) for t in [node.name, *node.details])
+        label = "<br>".join(mermaid_text(printable(t)) for t in [node.name, *node.details])
         lines.append(f"  {ids[key]}{opening}{label}{closing}")
     for edge in graph.edges:
         arrow = "-.->" if edge.kind == EVALUATE else "-->"
-        lines.append(f'  {ids[edge.source]} {arrow}|"{mermaid_text(edge.label)}"| {ids[edge.target]}')
+        lines.append(f'  {ids[edge.source]} {arrow}|"{mermaid_text(printable(edge.label))}"| {ids[edge.target]}')
     for kind, style in MERMAID_CLASSES.items():
         members = [ids[k] for k, n in graph.nodes.items() if n.kind == kind]
         if members:
             lines.append(f"  classDef {kind} {style}")
             lines.append(f"  class {','.join(members)} {kind}")
     return "\n".join(lines)
+
+
+SOURCES_SHOWN = 12
+"""The table's ``from`` column names this many parents of a node (a merge of thousands: the rest counted)."""
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: text with its control characters escaped (one line per row) and ``&``, ``<``, ``>`` as
+    HTML entities (shown as written, never read as a tag); numbers as they are (the table escapes ``|``)."""
+    if not isinstance(value, str):
+        return value
+    return printable(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def lineage_markdown(graph: LineageGraph, picture: str | None = "lineage.svg") -> str:
@@ -382,12 +653,17 @@ def lineage_markdown(graph: LineageGraph, picture: str | None = "lineage.svg") -
     for node in graph.nodes.values():
         inside = node.path is not None and node.path.is_relative_to(graph.root)
         where = str(node.path.relative_to(graph.root)) if inside else str(node.path or "-")
-        sources = [f"{graph.nodes[e.source].name} ({e.label})" for e in graph.edges if e.target == node.key]
-        rows.append([node.name, node.kind, node.val_sdr, node.test_sdr, "; ".join(sources) or "-", where])
+        into = graph.edges_into(node.key)
+        sources = [f"{graph.nodes[e.source].name} ({e.label})" for e in into[:SOURCES_SHOWN]]
+        sources += [f"+{len(into) - SOURCES_SHOWN} more"] if len(into) > SOURCES_SHOWN else []
+        rows.append([node.name, node.kind, node.val_sdr, node.test_sdr, "; ".join(sources) or "-", display(where, 300)])
+    rows = [[_cell(v) for v in row] for row in rows]
     table = markdown_table(["node", "kind", "val/sdr (dB)", "test SDR (dB)", "from", "folder"], rows)
     image = f"\n![lineage]({picture})\n" if picture else ""
+    shown_part, note = drawn_part(graph)
     return (
-        f"# Lineage of `{graph.root}`\n\n"
-        f"{len(graph.nodes)} nodes, {len(graph.edges)} edges (python -m sepnet.lineage).\n\n"
-        f"```mermaid\n{mermaid(graph)}\n```\n{image}\n{table}\n"
+        f"# Lineage of `{printable(graph.root, 300).replace('`', chr(39))}`\n\n"
+        f"{len(graph.nodes)} nodes, {len(graph.edges)} edges (python -m sepnet.lineage)"
+        f"{f'; in the chart and the picture, {note}' if note else ''}.\n\n"
+        f"```mermaid\n{mermaid(shown_part)}\n```\n{image}\n{table}\n"
     )

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sepnet.atomic import write_bytes
-from sepnet.evaluation.lineage import EVALUATE, MERGE, OUTSIDE, TRAIN, LineageGraph
+from sepnet.errors import printable
+from sepnet.evaluation.lineage import EVALUATE, MERGE, OUTSIDE, TRAIN, LineageGraph, drawn_part
 
 FONT_SIZE = 9.0
 TITLE_SIZE = 9.5
@@ -42,6 +43,8 @@ WAYPOINT_HEIGHT = 10.0
 PART_GAP = 26.0
 """Vertical space between two unconnected parts of the graph."""
 NAME_WRAP = 30
+PNG_PIXELS = 60_000
+"""The longest side of ``lineage.png`` in pixels (matplotlib's limit is 2^16)."""
 
 STYLES = {
     TRAIN: {"face": "#dbe9f6", "edge": "#3b75af", "style": "solid", "round": 7.0},
@@ -65,13 +68,13 @@ def text_width(text: str, size: float, bold: bool = False) -> float:
 
 def wrap_name(name: str, width: int = NAME_WRAP) -> list[str]:
     """A long name over lines of about equal length, at most ``width`` characters where it can be,
-    broken after ``_``, ``-`` or ``/``."""
+    broken after ``_``, ``-`` or ``/`` (a longer stretch without them: every ``width`` characters)."""
     if len(name) <= width:
         return [name]
     pieces, current = [], ""
     for char in name:
         current += char
-        if char in "_-/":
+        if char in "_-/" or len(current) == width:
             pieces.append(current)
             current = ""
     if current:
@@ -129,19 +132,26 @@ class Layout:
 
 
 def assign_layers(graph: LineageGraph) -> dict[str, int]:
-    """Column of each node: 0 for a node without parents, else one more than its furthest parent."""
+    """Column of each node: 0 for a node without parents, else one more than its furthest parent.
+
+    Depth first without recursion (a chain of thousands of runs is fine); a cycle, which real runs cannot
+    make, is broken where it closes (a hand-made record)."""
     layers: dict[str, int] = {}
-    parents = {k: graph.parents(k) for k in graph.nodes}
-
-    def layer(key: str, seen: frozenset = frozenset()) -> int:
-        if key not in layers:
-            if key in seen:  # a cycle cannot come from real runs; do not recurse forever on a hand-made record
-                return 0
-            layers[key] = 1 + max((layer(p, seen | {key}) for p in parents[key]), default=-1)
-        return layers[key]
-
-    for key in graph.nodes:
-        layer(key)
+    parents = {k: [p for p in graph.parents(k) if p in graph.nodes] for k in graph.nodes}
+    for start in graph.nodes:
+        if start in layers:
+            continue
+        stack, on_path = [(start, iter(parents[start]))], {start}
+        while stack:
+            key, pending = stack[-1]
+            parent = next((p for p in pending if p not in layers and p not in on_path), None)
+            if parent is not None:
+                stack.append((parent, iter(parents[parent])))
+                on_path.add(parent)
+                continue
+            stack.pop()
+            on_path.discard(key)
+            layers[key] = 1 + max((layers[p] for p in parents[key] if p in layers), default=-1)
     return layers
 
 
@@ -366,6 +376,8 @@ def draw(graph: LineageGraph, title: str | None = None):
     from matplotlib.patches import FancyBboxPatch, PathPatch
     from matplotlib.path import Path as MplPath
 
+    graph, note = drawn_part(graph)  # a picture of thousands of boxes is unreadable, and slow to draw
+    title = printable(f"{title} ({note})" if title and note else title or note or "") or None
     placed = layout(graph)
     width, height = placed.width, placed.height
     legend_width = sum(text_width(t, FONT_SIZE) + 40 for _, t in LEGEND)
@@ -398,7 +410,7 @@ def draw(graph: LineageGraph, title: str | None = None):
         tip_x, tip_y = vertices[-1]
         ax.add_patch(PathPatch(MplPath([(tip_x, tip_y - 3.5), (tip_x + 6, tip_y), (tip_x, tip_y + 3.5), (tip_x, tip_y - 3.5)]),
                                facecolor=colour, edgecolor=colour, linewidth=0.5, zorder=1))
-        ax.text(route.label_x, route.label_y, "\n".join(route.label), fontsize=LABEL_SIZE, color=colour, ha="center",
+        ax.text(route.label_x, route.label_y, "\n".join(printable(t) for t in route.label), fontsize=LABEL_SIZE, color=colour, ha="center",
                 va="center", linespacing=1.15, zorder=3, parse_math=False,
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.9})
 
@@ -413,7 +425,7 @@ def draw(graph: LineageGraph, title: str | None = None):
         y = box.y - box.h / 2 + PAD_Y + LINE_HEIGHT / 2
         for i, line in enumerate(box.lines):
             bold = i < box.title_lines
-            ax.text(box.x, y, line, fontsize=TITLE_SIZE if bold else FONT_SIZE, fontweight="bold" if bold else "normal",
+            ax.text(box.x, y, printable(line), fontsize=TITLE_SIZE if bold else FONT_SIZE, fontweight="bold" if bold else "normal",
                     ha="center", va="center", color="#111111", zorder=4, parse_math=False)
             y += LINE_HEIGHT
 
@@ -437,19 +449,21 @@ def save_pictures(graph: LineageGraph, out_dir: Path, title: str | None = None, 
     svg, png = io.BytesIO(), io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         fig.savefig(svg, format="svg")
-    fig.savefig(png, format="png", dpi=dpi)
+    largest = max(fig.get_size_inches())  # a PNG is at most 2^16 pixels a side: a very tall graph gets a lower dpi
+    fig.savefig(png, format="png", dpi=min(dpi, PNG_PIXELS / largest))
     return write_bytes(out_dir / "lineage.svg", svg.getvalue()), write_bytes(out_dir / "lineage.png", png.getvalue())
 
 
 def write_lineage(root: str | Path, out: str | Path | None = None) -> dict[str, Path]:
     """Collect the lineage under ``root`` and write ``lineage.svg``, ``lineage.png`` and ``lineage.md`` into
-    ``out`` (default: ``root``); returns ``{"svg", "png", "md": path}``."""
+    ``out`` (default: ``root``); returns ``{"svg", "png", "md": path, "graph": the graph, "note": what the
+    pictures leave out (:func:`~sepnet.evaluation.lineage.drawn_part`) or None}``."""
     from sepnet.app.run_dir import ensure_writable
     from sepnet.atomic import write_text
     from sepnet.evaluation.lineage import collect_lineage, lineage_markdown
 
     graph = collect_lineage(root)
     out_dir = ensure_writable(Path(out).expanduser() if out is not None else graph.root, key="out", value="<folder>")
-    svg, png = save_pictures(graph, out_dir, title=f"lineage of {graph.root}")
+    svg, png = save_pictures(graph, out_dir, title=f"lineage of {printable(graph.root, 200)}")
     md = write_text(out_dir / "lineage.md", lineage_markdown(graph, picture=svg.name))
-    return {"svg": svg, "png": png, "md": md, "graph": graph}
+    return {"svg": svg, "png": png, "md": md, "graph": graph, "note": drawn_part(graph)[1]}
