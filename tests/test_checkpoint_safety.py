@@ -21,6 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from sepnet import registry
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY
 from sepnet.checkpoints.lightning_io import AtomicCheckpointIO, stale_temp_files
@@ -28,7 +29,6 @@ from sepnet.checkpoints.merging import merge_checkpoints
 from sepnet.checkpoints.resume import resume_point
 from sepnet.errors import SepnetError
 from sepnet.evaluate import run_evaluation
-from sepnet import registry
 from sepnet.reproduce import reproduce
 from sepnet.separate import run_separation
 from sepnet.train import build_module, run_training
