@@ -36,7 +36,7 @@ def merge(cfg: DictConfig) -> Path:
     if out.is_dir():
         raise SepnetError(f"out={cfg.out} is a folder; name the checkpoint file to write, e.g. out={out / 'merged.ckpt'}")
     ensure_writable(out.parent, key="out", value="<path of a .ckpt>")  # before minutes of loading and averaging
-    weights = OmegaConf.to_container(cfg.weights) if cfg.weights is not None else None
+    weights = OmegaConf.to_container(cfg.weights) if OmegaConf.is_list(cfg.weights) else cfg.weights  # checked there
     raw = merge_checkpoints(list(cfg.ckpts), weights)
     if cfg.get("name"):
         raw[CHECKPOINT_KEY]["config"]["run_name"] = cfg.name

@@ -61,6 +61,9 @@ smaller sizes of ``conf/model/*.yaml`` (``_sizes_.tiny``) that tests and budgets
 _discovered = False
 
 SCALARS = (bool, int, float, str, type(None))
+CONSTRUCTION_ERRORS = (ValueError, TypeError, RuntimeError, MemoryError, ArithmeticError, LookupError)
+"""What a constructor given sizes from a file may raise (torch's allocation failures are RuntimeErrors):
+each becomes one :class:`RefusedConfig` line, never a traceback."""
 SHOWN_CHARS = 200
 """Stored values are quoted up to this many characters in messages."""
 
@@ -283,14 +286,17 @@ def build(kind: str, node: Any, prefix: str) -> Any:
 
     Raises:
         RefusedConfig: see :func:`lookup` and :func:`check_arguments`; also a value the
-            constructor itself rejects (``ValueError``, e.g. ``n_bins`` not divisible).
+            constructor itself rejects or cannot build (any of :data:`CONSTRUCTION_ERRORS`:
+            ``n_bins`` not divisible, a negative size, a size too large to allocate).
     """
     cls = lookup(kind, node, prefix)
     arguments = check_arguments(cls, node, prefix)
     try:
         return cls(**arguments)
-    except ValueError as exc:
-        raise RefusedConfig(prefix, f"cannot build {cls.__name__} ({exc})") from None
+    except CONSTRUCTION_ERRORS as exc:
+        detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        detail = " ".join(detail.split())  # torch's messages span lines; this is one
+        raise RefusedConfig(prefix, f"cannot build {cls.__name__} ({detail[:SHOWN_CHARS]})") from None
 
 
 def check(kind: str, node: Any, prefix: str) -> None:

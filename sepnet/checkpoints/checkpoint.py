@@ -17,9 +17,10 @@ one line naming the file and the config key. This module imports no Lightning.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,20 @@ from torch import nn
 
 from sepnet import __version__
 from sepnet.atomic import save_torch
+from sepnet.checkpoints import declared
 from sepnet.errors import SepnetError
 from sepnet.inference.separator import Separator
-from sepnet.registry import FRONT_END, MODEL, RefusedConfig, build, check, shown
+from sepnet.registry import FRONT_END, MODEL, SHOWN_CHARS, RefusedConfig, build, check, shown
 
 CHECKPOINT_KEY = "sepnet"
 """Where a checkpoint keeps what makes it self-describing (config, lineage, metrics, version)."""
 SEPARATOR_PREFIX = "separator."
 SHOWN_TENSORS = 4
 """Tensor names listed per kind in a one-line message."""
+FRONT_END_STD = "front_end.bin_std"
+"""The front end's per-bin normalisation divisor, in a separator state dict."""
+TENSOR_BUDGET_SLACK = 16
+"""Registrations a model may make beyond twice the file's tensors (non-persistent buffers, replaced ones)."""
 AUDIO_HEADERS = {b"RIFF": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"FORM": "AIFF", b"\xff\xfb": "MP3"}
 
 
@@ -116,6 +122,18 @@ def read_checkpoint(path: str | Path) -> Any:
     if why:
         raise SepnetError(f"'{path}' is not a checkpoint: {why}; pass the path of a .ckpt written by sepnet.train")
     try:
+        too_much = declared.shortfall(path)  # before torch.load allocates what the pickle declares
+    except Exception as exc:  # noqa: BLE001 - any failure to walk a hostile file's pickle is an unreadable file
+        raise SepnetError(
+            f"checkpoint '{path}' cannot be read ({' '.join(str(exc).split())[:SHOWN_CHARS]}); it may be truncated: "
+            f"use another checkpoint"
+        ) from None
+    if too_much:
+        raise SepnetError(
+            f"checkpoint '{path}' was refused before reading its tensors: {too_much}; it was cut short or forged: "
+            f"use another checkpoint"
+        )
+    try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
@@ -128,8 +146,12 @@ def read_checkpoint(path: str | Path) -> Any:
         raise SepnetError(f"checkpoint '{path}' cannot be read ({exc}); it may be truncated: use another checkpoint") from None
 
 
-def refused(path: Path, problem: str, info: Mapping | None = None) -> SepnetError:
-    """The one line for a checkpoint whose content sepnet will not use: names the file and the problem."""
+NEVER_CODE = "sepnet builds only its own classes from a checkpoint and never runs code from one"
+CANNOT_HOLD = "its config describes a model sepnet cannot build with the tensors the file holds"
+
+
+def refused(path: Path, problem: str, info: Mapping | None = None, why: str = NEVER_CODE) -> SepnetError:
+    """The one line for a checkpoint whose content sepnet will not use: names the file, the problem and ``why``."""
     version = info.get("version") if isinstance(info, Mapping) else None
     if version not in (None, __version__):  # a newer sepnet may know classes this one does not
         return SepnetError(
@@ -137,8 +159,7 @@ def refused(path: Path, problem: str, info: Mapping | None = None) -> SepnetErro
             f"sepnet {__version__}: load it with the version that wrote it"
         )
     return SepnetError(
-        f"checkpoint '{path}' was refused: {problem}; sepnet builds only its own classes from a checkpoint "
-        f"and never runs code from one: use a checkpoint written by sepnet.train or sepnet.merge"
+        f"checkpoint '{path}' was refused: {problem}; {why}: use a checkpoint written by sepnet.train or sepnet.merge"
     )
 
 
@@ -200,35 +221,114 @@ def _names(items: list[str]) -> str:
     return f" ({', '.join(items[:SHOWN_TENSORS])}{more})" if items else ""
 
 
-def fit_state(separator: Separator, state: Mapping, path: Path) -> None:
-    """Load ``state`` into ``separator``, all tensors present and of the right shape; else one line saying which."""
-    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if not_tensors:
-        raise refused(path, f"state_dict entry {shown(not_tensors[0])} is {shown(state[not_tensors[0]])}, not a tensor")
-    own = separator.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [str(k) for k in state if k not in own]
-    mismatched = [f"{k} {list(v.shape)} vs {list(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+def check_values(state: Mapping, path: Path) -> None:
+    """Every entry of a separator ``state`` is a tensor, every floating one finite, and ``front_end.bin_std`` > 0.
+
+    A NaN weight or statistic separates every file into NaN without a word, and a zero
+    ``bin_std`` divides by zero; such a file is refused in one line naming it and the tensor.
+    Cost: one pass over the file's tensors (milliseconds for sepnet's models).
+    """
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise refused(path, f"state_dict entry {shown(name)} is {shown(value)}, not a tensor")
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise SepnetError(
+                f"checkpoint '{path}' holds NaN or inf in tensor {shown(name)} ({bad} of {value.numel()} values): "
+                f"a run that diverged or a merge with non-finite weights wrote it; use an earlier checkpoint of the run"
+            )
+    std = state.get(FRONT_END_STD)
+    if isinstance(std, torch.Tensor) and std.numel() and not bool((std > 0).all()):
+        raise SepnetError(
+            f"checkpoint '{path}' holds {FRONT_END_STD} <= 0 (smallest {float(std.min()):g}): its input normalisation "
+            f"would divide by zero; use a checkpoint written by sepnet.train or sepnet.merge"
+        )
+
+
+def check_fit(shapes: Mapping[str, torch.Size], state: Mapping, path: Path, model_name: str) -> None:
+    """One line unless ``state``'s tensors have exactly the names and shapes in ``shapes`` (a separator's own)."""
+    missing = [k for k in shapes if k not in state]
+    unexpected = [str(k) for k in state if k not in shapes]
+    mismatched = [f"{k} {list(v.shape)} vs {list(shapes[k])}" for k, v in state.items() if k in shapes and v.shape != shapes[k]]
     if missing or unexpected or mismatched:
         raise SepnetError(
-            f"checkpoint '{path}' does not fit the {type(separator.model).__name__} its config describes: "
+            f"checkpoint '{path}' does not fit the {model_name} its config describes: "
             f"{len(missing)} missing{_names(missing)}, {len(unexpected)} unexpected{_names(unexpected)}, "
             f"{len(mismatched)} shape-mismatched{_names(mismatched)} [file vs model]; the file was changed after "
             f"sepnet wrote it: use the file as sepnet.train or sepnet.merge wrote it, or take its matching tensors "
             f"with init.pretrained=<path> init.strict=false"
         )
+
+
+def fit_state(separator: Separator, state: Mapping, path: Path) -> None:
+    """Load ``state`` (checked by :func:`check_values`) into ``separator``, all tensors present and of the right shape;
+    else one line saying which."""
+    check_fit({k: v.shape for k, v in separator.state_dict().items()}, state, path, type(separator.model).__name__)
     separator.load_state_dict(dict(state))
 
 
+@contextlib.contextmanager
+def tensor_budget(limit: int, prefix: str) -> Iterator[None]:
+    """Stop any module construction inside the block once it registers more than ``limit`` parameters and buffers.
+
+    Raises :class:`RefusedConfig` (for ``prefix``) from the constructor: a config asking for
+    10,000 layers is refused after ``limit`` registrations, not after building them all
+    (minutes even on the ``meta`` device).
+    """
+    count = 0
+
+    def count_one(module: nn.Module, name: str, value: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise RefusedConfig(prefix, f"builds more than {limit} tensors, far more than the file holds")
+
+    handles = [
+        nn.modules.module.register_module_parameter_registration_hook(count_one),
+        nn.modules.module.register_module_buffer_registration_hook(count_one),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def check_before_building(path: Path, config: Mapping, front_end: nn.Module, state: Mapping) -> None:
+    """Compare the model a config describes with the file's tensors without allocating it; else one line.
+
+    The model's ``n_bins`` is compared with the front end's, then the model is built on the
+    ``meta`` device (shapes, no memory) under a :func:`tensor_budget` of about twice the
+    file's tensors: a file declaring a hidden size of 10^7, 10^4 layers or 10^7 bands is
+    refused in milliseconds, before anything is allocated for it.
+    """
+    model_bins = config["model"].get("n_bins")
+    if model_bins is not None and model_bins != front_end.n_bins:
+        raise RefusedConfig("model.n_bins", f"is {shown(model_bins)} but frontend.n_bins is {front_end.n_bins}; they must agree")
+    with torch.device("meta"), tensor_budget(2 * len(state) + TENSOR_BUDGET_SLACK, "model"):
+        model = build(MODEL, config["model"], "model")
+    shapes = {f"model.{k}": v.shape for k, v in model.state_dict().items()}
+    shapes.update({f"front_end.{k}": v.shape for k, v in front_end.state_dict().items()})
+    check_fit(shapes, state, path, type(model).__name__)
+
+
 def rebuild(path: Path, raw: Any) -> tuple[Separator, dict]:
-    """The separator a raw checkpoint describes, with its weights, in eval mode; and its checked sepnet entry."""
+    """The separator a raw checkpoint describes, with its weights, in eval mode; and its checked sepnet entry.
+
+    Nothing is allocated for the model before the file's tensors are known to be finite
+    (:func:`check_values`) and to be exactly the model's (:func:`check_before_building`).
+    """
     info = sepnet_entry(path, raw)
     config = info["config"]
+    state = separator_state(raw["state_dict"])
+    check_values(state, path)
     try:
-        separator = Separator(build(FRONT_END, config["frontend"], "frontend"), build(MODEL, config["model"], "model"))
+        front_end = build(FRONT_END, config["frontend"], "frontend")  # bounded settings: a few kB
+        check_before_building(path, config, front_end, state)
+        separator = Separator(front_end, build(MODEL, config["model"], "model"))
     except RefusedConfig as exc:
-        raise refused(path, str(exc), info) from None
-    fit_state(separator, separator_state(raw["state_dict"]), path)
+        raise refused(path, str(exc), info, CANNOT_HOLD) from None
+    fit_state(separator, state, path)
     return separator.eval(), info
 
 

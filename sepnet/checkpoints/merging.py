@@ -31,6 +31,7 @@ from sepnet import __version__
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, SEPARATOR_PREFIX, read_checkpoint, rebuild
 from sepnet.checkpoints.compat import differences
 from sepnet.errors import SepnetError
+from sepnet.numbers import is_real
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,28 @@ def check_compatible(paths: Sequence[Path], raws: Sequence[dict]) -> None:
             raise SepnetError(f"cannot merge {pair}: {difference}; merge checkpoints of one model and front end")
 
 
+def check_weights(weights: Sequence, count: int) -> list[float]:
+    """``weights`` as floats if there is one per checkpoint and each is a finite number >= 0; else one line."""
+    if not isinstance(weights, (list, tuple)):
+        raise SepnetError(f"weights={weights!r} is not a list; give one weight per checkpoint, e.g. weights=[0.8,0.2]")
+    weights = list(weights)
+    if len(weights) != count:
+        raise SepnetError(f"weights has {len(weights)} values for {count} ckpts; give one weight per checkpoint")
+    bad = [w for w in weights if not (is_real(w) and w >= 0)]
+    if bad:
+        what = "a negative value" if is_real(bad[0]) else "not a finite number"
+        raise SepnetError(
+            f"weights={weights} holds {bad[0]!r}, {what}; merge weights must be finite numbers >= 0, "
+            f"e.g. weights=[0.8,0.2]"
+        )
+    return [float(w) for w in weights]
+
+
 def normalised_weights(weights: Sequence[float] | None, count: int) -> list[float]:
     """Weights summing to 1 (uniform when None); says so when it had to rescale them."""
     if weights is None:
         return [1.0 / count] * count
-    weights = [float(w) for w in weights]
-    if len(weights) != count:
-        raise SepnetError(f"weights has {len(weights)} values for {count} ckpts; give one weight per checkpoint")
-    if any(w < 0 for w in weights):
-        raise SepnetError(f"weights={weights} has a negative value; merge weights must be >= 0")
+    weights = check_weights(weights, count)
     total = sum(weights)
     if total <= 0:
         raise SepnetError(f"weights={weights} sum to 0; give at least one positive weight")
@@ -122,6 +136,8 @@ def merge_checkpoints(ckpts: Sequence[str | Path], weights: Sequence[float] | No
     """Merge sepnet checkpoints into one checkpoint dict (see the module docstring for the rules)."""
     if len(ckpts) < 2:
         raise SepnetError(f"ckpts has {len(ckpts)} checkpoint(s); give at least two: ckpts=[a.ckpt,b.ckpt]")
+    requested = None if weights is None else check_weights(weights, len(ckpts))  # before reading any file
+    weights = normalised_weights(requested, len(ckpts))
     paths = [Path(p).expanduser() for p in ckpts]
     raws = [read_checkpoint(p) for p in paths]
     for path, raw in zip(paths, raws):
@@ -129,8 +145,6 @@ def merge_checkpoints(ckpts: Sequence[str | Path], weights: Sequence[float] | No
             raise SepnetError(f"'{path}' is not a sepnet checkpoint (no '{CHECKPOINT_KEY}' entry); merge .ckpt files written by sepnet")
         rebuild(path, raw)  # refuses (one line) a file naming anything but sepnet's classes, or whose tensors do not fit
     check_compatible(paths, raws)
-    requested = None if weights is None else [float(w) for w in weights]
-    weights = normalised_weights(requested, len(paths))
 
     states = [raw["state_dict"] for raw in raws]
     merged, copied = average_state(states, weights)

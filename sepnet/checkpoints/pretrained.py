@@ -27,6 +27,7 @@ import torch
 from sepnet.checkpoints.checkpoint import (
     CHECKPOINT_KEY,
     IncompleteEntry,
+    check_values,
     read_checkpoint,
     separator_state,
     sepnet_entry,
@@ -117,6 +118,7 @@ def parent_state(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
         state = separator_state(state)
     if not any(k.startswith((MODEL_PREFIX, FRONT_END_PREFIX)) for k in state):  # a bare model state_dict
         state = {MODEL_PREFIX + k: v for k, v in state.items()}
+    check_values(state, path)  # a NaN parent would fail the fine-tune later, blaming the data or the learning rate
     return state, info
 
 

@@ -12,6 +12,7 @@ point and documents the user-facing behaviour.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import queue
@@ -33,7 +34,7 @@ from sepnet.checkpoints import checkpoint
 from sepnet.data.sources import AUDIO_SUFFIXES
 from sepnet.errors import SepnetError
 from sepnet.evaluation.gains import resolve_gains
-from sepnet.inference.overlap_add import OverlapAdd, build_runner
+from sepnet.inference.overlap_add import OverlapAdd, build_runner, nonfinite_stem
 from sepnet.numbers import is_positive
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 ACCOMPANIMENT = "accompaniment"
 _BLOCK_SECONDS = 5.0  # read granularity; memory is dominated by the chunks, not this
+PEAK_WARNING = 8.0
+"""An input peaking above this (+18 dB over full scale) gets one warning: float audio is expected in
+[-1, 1], and a file scaled by 1e6 separates into stems at its scale, far outside the training data's."""
 
 
 # -- names and layout ---------------------------------------------------------------
@@ -177,13 +181,22 @@ def _read_ahead(blocks, depth: int = 2):
 
 
 def separate_file(
-    runner: OverlapAdd, job: Job, out: Path, gain: float | np.ndarray, accompaniment: bool, suffix: str = ".wav"
+    runner: OverlapAdd,
+    job: Job,
+    out: Path,
+    gain: float | np.ndarray,
+    accompaniment: bool,
+    suffix: str = ".wav",
+    checkpoint_path: str | Path = "the checkpoint",
 ) -> list[Path]:
     """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written.
 
     ``gain`` is one number or one per stem of ``runner.stems``. The stems are as long as
     the decoded input (for FFmpeg-decoded files that can differ from the header's
     nominal length by a codec frame), mono for mono and stereo for anything else.
+    An input peaking above :data:`PEAK_WARNING` gets one warning; estimates holding NaN or
+    inf stop the file with one line naming it and ``checkpoint_path``, and nothing of it
+    is written (every stem file is written atomically).
     """
     info = audio_info(job.audio)
     stereo_downmix(info)  # an unknown layout fails here, before any output file is created
@@ -192,7 +205,12 @@ def separate_file(
     gains = np.broadcast_to(np.asarray(gain, dtype=np.float32), (len(stems),))[:, None, None]
     names = [*stems, *([ACCOMPANIMENT] if accompaniment else [])]
     folder = _inside(out, out / job.folder)
-    paths = [_inside(out, folder / f"{n}{suffix}") for n in names]
+    paths = [_inside(folder, folder / f"{n}{suffix}") for n in names]  # out/<track>/<stem>: nothing nested, nothing else
+    if len({p.name.casefold() for p in paths}) < len(paths) or any(p.parent != folder for p in paths):
+        raise SepnetError(
+            f"the checkpoint's stems {', '.join(names)} would not each write their own file in '{folder}'; "
+            f"use a checkpoint whose target_stems are distinct file names"
+        )
     to_model = _resampler(rate, runner.sample_rate, 2)
     to_input = _resampler(runner.sample_rate, rate, 2 * len(stems))
     pending_mix: collections.deque[np.ndarray] = collections.deque()  # input blocks not yet matched by output
@@ -200,9 +218,17 @@ def separate_file(
 
     def model_blocks():
         nonlocal frames
-        decoded = 0
+        decoded, peak = 0, 0.0
         for block in iter_audio_blocks(job.audio, max(1, round(_BLOCK_SECONDS * rate))):
             decoded += block.shape[1]
+            if peak <= PEAK_WARNING and block.size:  # finite: iter_audio_blocks refuses NaN and inf
+                peak = max(peak, float(block.max()), -float(block.min()))
+                if peak > PEAK_WARNING:
+                    log.warning(
+                        "input '%s' peaks at %.3g, %.0f dB over full scale (audio is expected in [-1, 1]); it is "
+                        "separated as it is and the stems keep its scale: rescale the file if that is not intended",
+                        job.audio, peak, 20 * np.log10(peak),
+                    )
             if accompaniment:
                 pending_mix.append(block)
             stereo = block if block.shape[0] == 2 else np.repeat(block, 2, axis=0)
@@ -224,6 +250,7 @@ def separate_file(
         return np.concatenate(parts, axis=1)
 
     written = 0
+    existed = folder.exists()  # False: the writers create it, and a failure removes it again
     writers = [AudioWriter(p, rate, channels) for p in paths]
     entered = []
     try:
@@ -251,6 +278,13 @@ def separate_file(
             written += estimates.shape[-1]
 
         for estimates in runner.stream(_read_ahead(model_blocks())):
+            broken = nonfinite_stem(estimates)
+            if broken is not None:
+                raise SepnetError(
+                    f"checkpoint '{checkpoint_path}' gave NaN or inf estimates of {stems[broken]} for '{job.audio}' "
+                    f"(its input is finite), so nothing was written for it: the checkpoint's weights or the "
+                    f"inference settings are broken; use another checkpoint or the default separate.* settings"
+                )
             estimates = estimates * gains
             write(to_input(estimates.reshape(-1, estimates.shape[-1]).T))
         write(to_input(np.zeros((0, 2 * len(stems)), np.float32), last=True))
@@ -259,6 +293,9 @@ def separate_file(
     except BaseException as exc:
         for w in reversed(entered):
             w.__exit__(type(exc), exc, exc.__traceback__)
+        if not existed:
+            with contextlib.suppress(OSError):  # an empty folder of this run's making goes too (not if it holds files)
+                folder.rmdir()
         raise
     for w in reversed(entered):
         w.__exit__(None, None, None)
@@ -390,7 +427,7 @@ def run_separation(cfg: DictConfig) -> list[Path]:
     written = []
     for i, job in enumerate(progress(jobs, "separate", unit="file")):
         start = time.perf_counter()
-        paths = separate_file(runner, job, out, gains, accompaniment)
+        paths = separate_file(runner, job, out, gains, accompaniment, checkpoint_path=cfg.ckpt)
         seconds = audio_info(job.audio).duration
         elapsed = time.perf_counter() - start
         print(

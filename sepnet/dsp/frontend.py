@@ -28,6 +28,13 @@ from sepnet.registry import register_front_end
 
 REPRESENTATIONS = ("log_magnitude", "complex")
 """What :meth:`SpectralFrontEnd.represent` can give a model."""
+SAMPLE_RATES = (1000, 384000)
+"""Sample rates a front end takes, Hz (inclusive): telephone audio to the highest studio rate."""
+N_FFTS = (16, 65536)
+"""FFT sizes a front end takes (inclusive): 1.5 s at 44.1 kHz is far more than any separation model uses."""
+MAX_FRAMES_PER_WINDOW = 16
+"""``hop_length`` is at least ``n_fft / 16``: 16 frames over every sample already overlap far more than
+the usual 4; a hop of one sample would make a 3-minute track 8 million frames."""
 
 
 # Checkpoints written before the package had sub-packages name it by its old module.
@@ -36,15 +43,29 @@ class SpectralFrontEnd(nn.Module):
     """STFT analysis/synthesis plus per-bin normalisation of log-magnitudes.
 
     Args:
-        sample_rate: rate the waveforms are at, Hz (stored so a checkpoint knows it).
-        n_fft: FFT size; ``n_fft // 2 + 1`` bins come out of the STFT.
-        hop_length: hop between frames, samples.
+        sample_rate: rate the waveforms are at, Hz (stored so a checkpoint knows it), in :data:`SAMPLE_RATES`.
+        n_fft: FFT size, in :data:`N_FFTS`; ``n_fft // 2 + 1`` bins come out of the STFT.
+        hop_length: hop between frames, samples: from ``n_fft / MAX_FRAMES_PER_WINDOW`` to ``n_fft``.
         n_bins: bins kept (from 0); the rest are dropped on the way in and
             restored as zeros on the way out.
+
+    Raises:
+        ValueError: a setting outside those bounds: a checkpoint or config asking for
+            ``n_fft=2**30`` or ``hop_length=1`` is refused before anything is allocated.
     """
 
     def __init__(self, sample_rate: int = 22050, n_fft: int = 1024, hop_length: int = 256, n_bins: int = 512):
         super().__init__()
+        if not SAMPLE_RATES[0] <= sample_rate <= SAMPLE_RATES[1]:
+            raise ValueError(f"sample_rate must be in {SAMPLE_RATES[0]}..{SAMPLE_RATES[1]} Hz, got {sample_rate}")
+        if not N_FFTS[0] <= n_fft <= N_FFTS[1]:
+            raise ValueError(f"n_fft must be in {N_FFTS[0]}..{N_FFTS[1]}, got {n_fft}")
+        shortest_hop = -(-n_fft // MAX_FRAMES_PER_WINDOW)
+        if not shortest_hop <= hop_length <= n_fft:
+            raise ValueError(
+                f"hop_length must be in {shortest_hop}..{n_fft} for n_fft={n_fft} (n_fft/{MAX_FRAMES_PER_WINDOW} "
+                f"to n_fft), got {hop_length}"
+            )
         if not 0 < n_bins <= n_fft // 2 + 1:
             raise ValueError(f"n_bins must be in 1..{n_fft // 2 + 1} for n_fft={n_fft}, got {n_bins}")
         self.sample_rate = sample_rate

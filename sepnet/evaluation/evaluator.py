@@ -36,7 +36,7 @@ from sepnet.evaluation.gains import resolve_gains
 from sepnet.evaluation.report import ListeningReport
 from sepnet.evaluation.rhythm import beat_threshold, has_rhythm_head, score_track_beats
 from sepnet.evaluation.scoring import FULL_METRICS, TRACK_METRICS, aggregate, mean_over_stems, optimal_gain, score_track
-from sepnet.inference.overlap_add import OverlapAdd, build_runner
+from sepnet.inference.overlap_add import OverlapAdd, build_runner, nonfinite_stem
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +297,13 @@ def run_evaluation(cfg: DictConfig) -> dict:
             mixture = track.audio.sum(0)
             references = track.audio[index]
             estimates = runner.separate(mixture) * gain[:, None, None].astype(np.float32)
+            broken = nonfinite_stem(estimates)
+            if broken is not None:
+                raise SepnetError(
+                    f"checkpoint '{cfg.ckpt}' gave NaN or inf estimates of {stems[broken]} for track '{track.name}', "
+                    f"which cannot be scored: the checkpoint's weights or the eval.* settings are broken; use "
+                    f"another checkpoint or the default eval.* settings"
+                )
             scores = score_track(references, estimates, stems, rate, cfg.eval.win, cfg.eval.hop)
             if rhythm:
                 beat_scores = score_track_beats(runner, mixture, track.beats, threshold)

@@ -33,6 +33,11 @@ import torch
 
 from sepnet.inference.separator import PRECISIONS, InferenceSettings, Separator
 
+MAX_CHUNK_SECONDS = 600.0
+"""Longest ``chunk_seconds``: a chunk goes through the model whole (its STFT, activations, masks and
+estimates: gigabytes for 10 minutes at 44.1 kHz), and longer tracks are chunked anyway; ``1e9`` would
+ask for terabytes."""
+
 OUTPUT_BLOCK = 1 << 15
 """Most samples per yielded block (1.5 s at 22.05 kHz). A batch finishes up to ``batch_size``
 chunks of output at once; handing it on in cache-sized blocks keeps the caller's resampling,
@@ -44,6 +49,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def nonfinite_stem(estimates: np.ndarray) -> int | None:
+    """The index of the first stem of ``(stems, channels, samples)`` estimates holding NaN or inf, or None.
+
+    Two reductions (min and max, which propagate NaN) and no temporary array: the check every
+    estimate passes before ``separate`` writes it or ``evaluate`` scores it.
+    """
+    if estimates.size == 0 or (np.isfinite(estimates.min()) and np.isfinite(estimates.max())):
+        return None
+    return next(i for i, stem in enumerate(estimates) if not np.isfinite(stem).all())
 
 
 def crossfade_window(length: int, fade: int, fade_in: bool = True, fade_out: bool = True) -> np.ndarray:
@@ -270,7 +286,10 @@ def build_runner(separator: Separator, knobs, prefix: str) -> OverlapAdd:
         "threshold": (lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
         "mask_clip": (lambda v: isinstance(v, bool), "true or false"),
         "wiener_iters": (lambda v: is_count(v, 0), "an integer >= 0"),
-        "chunk_seconds": (is_positive, "a number of seconds > 0"),
+        "chunk_seconds": (
+            lambda v: is_positive(v) and v <= MAX_CHUNK_SECONDS,
+            f"a number of seconds in (0, {MAX_CHUNK_SECONDS:g}] (longer tracks are separated in chunks anyway)",
+        ),
         "overlap": (lambda v: is_real(v) and 0 <= v < 1, "a fraction in [0, 1)"),
         "batch_size": (lambda v: is_count(v, 1), "an integer >= 1"),
     }

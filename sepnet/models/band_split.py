@@ -45,11 +45,10 @@ def split_bins(n_bins: int, band_widths: Sequence[int], band_counts: Sequence[in
         )
     if min(*band_widths, *band_counts) < 1:
         raise ValueError(f"band_widths {list(band_widths)} and band_counts {list(band_counts)} must be positive")
+    covered = sum(width * count for width, count in zip(band_widths, band_counts))
+    if covered > n_bins:  # before the list of widths: 10^9 bands would be a list of 10^9
+        raise ValueError(f"the bands cover {covered} bins but the input has n_bins={n_bins}; use fewer or narrower bands")
     widths = [width for width, count in zip(band_widths, band_counts) for _ in range(count)]
-    if sum(widths) > n_bins:
-        raise ValueError(
-            f"the bands cover {sum(widths)} bins but the input has n_bins={n_bins}; use fewer or narrower bands"
-        )
     widths[-1] += n_bins - sum(widths)
     return widths
 

@@ -19,16 +19,47 @@ from collections.abc import Sequence
 import torch
 
 MASK_ACTIVATIONS = ("sigmoid", "softmax", "normalised")
+STEM_NAME_CHARS = 64
+"""Longest stem name: a stem names the file its estimate is written to (``<stem>.wav``)."""
+STEM_NAME_FORBIDDEN = '/\\:*?"<>|'
+"""Characters a stem name may not hold: path separators, and what Windows refuses in a file name."""
+
+
+def check_stem_names(target_stems: Sequence[str]) -> None:
+    """``ValueError`` unless every stem name is distinct (ignoring case) and a safe file name.
+
+    A stem names the file ``separate`` writes its estimate to and a column of ``evaluate``'s
+    tables, so it must be one harmless path component: not empty, at most
+    :data:`STEM_NAME_CHARS` characters, printable, none of :data:`STEM_NAME_FORBIDDEN`, not starting with
+    ``.`` (no hidden files, no ``..``) and no surrounding spaces. Two names that differ
+    only in case would be one file on macOS and Windows.
+    """
+    seen: dict[str, str] = {}
+    for name in target_stems:
+        safe = (
+            isinstance(name, str) and 0 < len(name) <= STEM_NAME_CHARS and name.isprintable()
+            and not any(c in STEM_NAME_FORBIDDEN for c in name) and not name.startswith(".") and name == name.strip()
+        )
+        if not safe:
+            raise ValueError(
+                f"target_stems holds {name!r}, which is not a safe file name (1-{STEM_NAME_CHARS} printable "
+                f"characters, none of {STEM_NAME_FORBIDDEN}, not starting with '.'): name stems like vocals or drums"
+            )
+        if name.casefold() in seen:
+            twice = f"{name!r} twice" if name == seen[name.casefold()] else f"{seen[name.casefold()]!r} and {name!r} (one file on macOS and Windows)"
+            raise ValueError(f"target_stems {list(target_stems)} names {twice}; name each stem once")
+        seen[name.casefold()] = name
 
 
 def mask_outputs(target_stems: Sequence[str], mask_activation: str, residual: bool) -> int:
     """How many mask outputs a model with these settings needs: its targets, plus one for the residual.
 
-    Raises ``ValueError`` for no target stems, an activation sepnet does not have, or a
-    residual/softmax combination that cannot work.
+    Raises ``ValueError`` for no target stems, a name :func:`check_stem_names` refuses, an
+    activation sepnet does not have, or a residual/softmax combination that cannot work.
     """
     if not target_stems:
         raise ValueError("target_stems is empty: name at least one stem")
+    check_stem_names(target_stems)
     if mask_activation not in MASK_ACTIVATIONS:
         raise ValueError(f"mask_activation must be one of {', '.join(MASK_ACTIVATIONS)}, got '{mask_activation}'")
     if residual and mask_activation != "softmax":
