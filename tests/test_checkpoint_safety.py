@@ -21,6 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from sepnet import registry
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY
 from sepnet.checkpoints.lightning_io import AtomicCheckpointIO, stale_temp_files
@@ -28,7 +29,6 @@ from sepnet.checkpoints.merging import merge_checkpoints
 from sepnet.checkpoints.resume import resume_point
 from sepnet.errors import SepnetError
 from sepnet.evaluate import run_evaluation
-from sepnet import registry
 from sepnet.reproduce import reproduce
 from sepnet.separate import run_separation
 from sepnet.train import build_module, run_training
@@ -46,8 +46,9 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr("torch.save", disk_full_halfway)
     with pytest.raises(SepnetError) as error:
         io.save_checkpoint({"global_step": 2, "w": torch.zeros(1000)}, last)
-    assert str(error.value) == (
-        f"cannot write checkpoint '{last}' (No space left on device); free disk space or choose another "
+    assert str(error.value).startswith(f"cannot write checkpoint '{last}' (disk full: ")
+    assert str(error.value).endswith(
+        f" free on the disk holding '{last.parent}', about 3.9 KiB needed); free disk space or choose another "
         "output folder with hydra.run.dir=<folder> (the previous checkpoint is intact)"
     )
     kept = io.load_checkpoint(last)
