@@ -16,6 +16,7 @@ if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait po
 
     choose_wait_policy()
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +36,12 @@ def merge(cfg: DictConfig) -> Path:
     out = Path(str(cfg.out)).expanduser()
     if out.is_dir():
         raise SepnetError(f"out={cfg.out} is a folder; name the checkpoint file to write, e.g. out={out / 'merged.ckpt'}")
+    for i, ckpt in enumerate(cfg.ckpts if OmegaConf.is_list(cfg.ckpts) else []):
+        if _same_file(out, Path(str(ckpt)).expanduser()):
+            raise SepnetError(
+                f"out={cfg.out} is ckpts[{i}], one of the checkpoints being merged; writing it would replace that "
+                f"parent and its training state: choose another out=<path of a .ckpt>"
+            )
     ensure_writable(out.parent, key="out", value="<path of a .ckpt>")  # before minutes of loading and averaging
     weights = OmegaConf.to_container(cfg.weights) if OmegaConf.is_list(cfg.weights) else cfg.weights  # checked there
     raw = merge_checkpoints(list(cfg.ckpts), weights)
@@ -45,6 +52,14 @@ def merge(cfg: DictConfig) -> Path:
     print(f"merged {shares}", flush=True)
     print(f"checkpoint: {out}", flush=True)
     return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (a link or another spelling of the path included)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.absolute() == b.absolute()
 
 
 main = hydra_entry_point("merge", merge)

@@ -27,7 +27,10 @@ A folder input writes the musdb estimates layout that museval's ``eval_mus_dir``
 reads, ``<out>/<subset>/<track>/<stem>.wav``: a MUSDB18-HQ-style tree
 (``<split>/<track>/mixture.wav``) keeps its split (``valid`` tracks are in musdb's
 ``train`` subset), a folder of track folders or of audio files goes to ``test``
-(``train`` if the folder itself is named train or valid).
+(``train`` if the folder itself is named train or valid). A bad file in a folder
+(corrupt, unreadable, a broken link) ends the run there (``separate.on_error=stop``);
+with ``separate.on_error=skip`` the other files are separated, the bad ones listed at
+the end, and the exit status is still 2.
 """
 
 from __future__ import annotations

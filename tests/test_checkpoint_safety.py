@@ -47,8 +47,9 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr("torch.save", disk_full_halfway)
     with pytest.raises(SepnetError) as error:
         io.save_checkpoint({"global_step": 2, "w": torch.zeros(1000)}, last)
-    assert str(error.value) == (
-        f"cannot write checkpoint '{last}' (No space left on device); free disk space or choose another "
+    assert str(error.value).startswith(f"cannot write checkpoint '{last}' (disk full: ")
+    assert str(error.value).endswith(
+        f" free on the disk holding '{last.parent}', about 3.9 KiB needed); free disk space or choose another "
         "output folder with hydra.run.dir=<folder> (the previous checkpoint is intact)"
     )
     kept = io.load_checkpoint(last)

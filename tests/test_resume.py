@@ -71,10 +71,11 @@ def test_resume_refuses_another_model(tiny_run, tmp_path):
     run_training(tiny_run("trainer.max_epochs=1", output_dir=tmp_path / "small"))
     with pytest.raises(SepnetError) as error:
         run_training(tiny_run("model.hidden_size=24", f"resume={tmp_path / 'small'}", output_dir=tmp_path / "big"))
+    last = tmp_path / "small" / "checkpoints" / "last.ckpt"
     assert str(error.value) == (
-        f"cannot resume from '{tmp_path / 'small' / 'checkpoints' / 'last.ckpt'}': model.hidden_size=16 in the "
-        "checkpoint but 24 here; repeat the run's own overrides (its .hydra/overrides.yaml) or start a new run "
-        "without resume"
+        f"cannot resume from '{last}' with model.hidden_size=24: the run was trained with model.hidden_size=16; "
+        "a resumed run goes on as it was: drop that override (only where and how long it runs may change, e.g. "
+        f"trainer.max_epochs), or start a new run from its weights with init.pretrained={last}"
     )
 
 

@@ -87,6 +87,7 @@ def prepare_command_line(config_name: str, positional: str | None = None, many: 
     sys.argv[1:] = options + overrides
     if any(o.partition("=")[0] in OTHER_CONFIG_OPTIONS for o in options):
         return  # another config than conf/<config_name>.yaml: Hydra checks the overrides against it
+    check_key_lengths(overrides)
     check_group_choices(overrides)
     check_extras(overrides)
     check_override_keys(config_name, overrides)
@@ -139,7 +140,7 @@ def check_group_choices(argv: list[str]) -> None:
     for arg in argv:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+~")
-        if not sep or key.startswith("hydra") or "." in key or not (Path(CONFIG_DIR) / key).is_dir():
+        if not sep or key.startswith("hydra") or not _is_group(key):
             continue
         options = group_options(key, folders)
         for choice in value.strip("[]").split(","):
@@ -152,7 +153,30 @@ def check_group_choices(argv: list[str]) -> None:
 
 
 def _is_group(key: str) -> bool:
-    return "." not in key and (Path(CONFIG_DIR) / key).is_dir()
+    """Whether ``key`` names a config group (a folder of ``conf/``); a name no folder can have is none."""
+    if "." in key or not key or "/" in key or "\0" in key:
+        return False
+    try:
+        return (Path(CONFIG_DIR) / key).is_dir()
+    except (OSError, ValueError):  # ENAMETOOLONG and the like
+        return False
+
+
+MAX_KEY_LENGTH = 200
+"""Longer override keys are refused: no setting has such a name, and the OS refuses it as a file name."""
+
+
+def check_key_lengths(argv: list[str]) -> None:
+    """Exit with one line when an override's key is too long to be any setting (a pasted value, a runaway script)."""
+    for arg in argv:
+        key = arg.partition("=")[0].lstrip("+~")
+        if len(key) > MAX_KEY_LENGTH:
+            print(
+                f"sepnet: error: the override key '{key[:40]}...' is {len(key)} characters long, too long for any "
+                f"setting (at most {MAX_KEY_LENGTH}); check the command line (settings look like optim.lr=1e-3)",
+                file=sys.stderr,
+            )
+            sys.exit(2)
 
 
 def check_override_keys(config_name: str, argv: list[str]) -> None:

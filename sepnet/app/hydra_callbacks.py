@@ -2,7 +2,10 @@
 
 Hydra creates the run (or sweep) folder before calling the task, and a failure
 there surfaces as a traceback. :class:`OutputDirCheck` tries the folder first
-and turns a failure into sepnet's one-line error.
+and turns a failure into sepnet's one-line error; it also claims the folder for
+this run (:mod:`sepnet.app.run_dir`): a folder another running process holds is
+refused in one line, or, when it is the default timestamped one, replaced by a
+fresh ``<folder>-2`` beside it.
 
 :class:`SweepTable` runs when a multirun ends: it reads each job's results file
 (``results.json`` from ``evaluate``, ``summary.json`` from ``train``) and writes
@@ -21,32 +24,50 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from sepnet.app.run_dir import ensure_writable
+from sepnet.app.configs import hydra_value
+from sepnet.app.run_dir import claim, claim_fresh, is_main_process
 from sepnet.app.tables import markdown_table, write_csv
 from sepnet.atomic import write_text
 from sepnet.errors import SepnetError
 
 
-def _check_writable(folder: str, key: str) -> None:
+def _claim_folder(config: DictConfig, mode: str) -> None:
+    """Claim ``hydra.<mode>.dir`` for this process, or exit with one line; a default (timestamped) folder that
+    another run holds is replaced by a fresh one, written back into the config Hydra goes on with."""
+    key = f"hydra.{mode}.dir"
+    node = config.hydra[mode]
+    folder = str(node.dir)
+    if not is_main_process():  # DDP ranks > 0 write into rank 0's folder
+        return
+    timestamped = "${now:" in str(OmegaConf.to_container(node, resolve=False).get("dir", ""))
     try:
-        ensure_writable(folder, key)
+        if timestamped:
+            chosen = str(claim_fresh(folder, key))
+        else:
+            claim(folder, key)
+            chosen = folder
     except SepnetError as exc:
         print(f"sepnet: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if timestamped and chosen != folder:
+        with read_write(config.hydra), open_dict(config.hydra):
+            node.dir = chosen
+            if mode == "sweep":  # each job's config is composed again from these overrides
+                config.hydra.overrides.hydra.append(f"{key}={hydra_value(chosen)}")
 
 
 class OutputDirCheck(Callback):
-    """Fail with one line when the run or sweep folder cannot be created or written."""
+    """Fail with one line when the run or sweep folder cannot be created or written, or another run holds it."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # lets ${hydra:...} in the folder name resolve
-        _check_writable(config.hydra.run.dir, "hydra.run.dir")
+        _claim_folder(config, "run")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
-        _check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
+        _claim_folder(config, "sweep")
 
 
 def flatten_numbers(data: dict, exclude: Sequence[str] = (), prefix: str = "") -> dict[str, float]:

@@ -25,6 +25,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.app.run_dir import remove_failed_start
 from sepnet.errors import exit_on_user_error
 from sepnet.registry import import_plugins
 
@@ -35,7 +36,8 @@ def hydra_entry_point(config_name: str, task: Task, *, exit_with_status: bool = 
     """The ``@hydra.main`` function that composes ``conf/<config_name>.yaml`` and runs ``task`` on it.
 
     A :class:`~sepnet.errors.SepnetError` from ``task`` ends the process with one
-    line and status 2. The function returns what ``task`` returns (Hydra sweepers
+    line and status 2, and removes the run folder this start created when it holds
+    nothing of value (:func:`~sepnet.app.run_dir.remove_failed_start`). The function returns what ``task`` returns (Hydra sweepers
     optimise it); with ``exit_with_status`` a non-zero result is the process's exit
     status instead (``check_data``'s verdict). Hydra names the job after the module
     ``task`` is defined in, as it would for ``@hydra.main`` written there.
@@ -51,7 +53,12 @@ def hydra_entry_point(config_name: str, task: Task, *, exit_with_status: bool = 
 
     @functools.wraps(task)  # Hydra names the job and finds the calling file through ``__wrapped__``
     def main(cfg: DictConfig) -> Any:
-        result = guarded(cfg)
+        try:
+            result = guarded(cfg)
+        except SystemExit as stopped:
+            if stopped.code == 2:  # a user's mistake: the half-built run folder goes (unless it holds a checkpoint)
+                remove_failed_start()
+            raise
         if exit_with_status and result:
             sys.exit(result)
         return None if exit_with_status else result

@@ -2,13 +2,17 @@
 
 Decoding compressed audio every epoch is what made Open-Unmix's users wait 14 s
 per batch. sepnet decodes (and resamples) each file once into
-``<cache folder>/<id>-<fingerprint>.npy``:
+``<cache folder>/<id>-<fingerprint>-<samples>.npy``:
 
 - ``id`` hashes the file's absolute path, the stream index (for multi-stream
   files) and the target sample rate, so one folder serves every dataset and rate
   (stream entries also name their decoder, PyAV since it replaced stempeg);
 - ``fingerprint`` hashes the file's size and modification time, so a changed
-  file gets a new entry (and the old one is deleted) the next time it is loaded.
+  file gets a new entry (and the old one is deleted) the next time it is loaded;
+- ``samples`` is the decoded length: an entry is used only when it holds exactly
+  that many finite float32 stereo samples, otherwise (a disk error, a killed
+  writer of an older sepnet, someone else's file) it is decoded again, with a
+  warning naming the entry (never the source file, which is fine).
 
 Entries are written to a temporary file and renamed into place, so concurrent
 loaders (DataLoader workers, several runs) never see a half-written array, and
@@ -50,6 +54,8 @@ CACHE_VERSION = 1
 Beat entries carry their own version (the tracker's, in their key), so a new tracker
 recomputes beats without decoding the audio again; caches older than beat entries
 simply have none, so nothing is misread."""
+
+_CHECK_BLOCK = 1 << 20  # samples per channel checked at a time for finiteness (8 MiB of float32 stereo)
 
 USER_CACHE = Path("~/.cache/sepnet/audio")
 """Where the cache goes when the dataset's own folder cannot be written."""
@@ -134,19 +140,27 @@ class AudioCache:
         if not path.is_file():
             return decode(path, stream, self.sample_rate)  # raises the one-line error naming the file
         ident, fingerprint = self._names(path, stream)
-        entry = self.folder / f"{ident}-{fingerprint}.npy"
-        if entry.is_file():
-            audio = self._open(entry)
+        for entry in sorted(self.folder.glob(f"{ident}-{fingerprint}-*.npy")):
+            audio, damage = self._open(entry)
             if audio is not None:
                 self.reused += 1
                 return audio
+            log.warning("decoded-audio cache entry '%s' is damaged (%s); decoding '%s' again", entry, damage, path.name)
+            entry.unlink(missing_ok=True)
         audio = decode(path, stream, self.sample_rate)
         self.decoded += 1
+        entry = self.folder / f"{ident}-{fingerprint}-{audio.shape[-1]}.npy"
         self._write(entry, audio)
         for stale in self.folder.glob(f"{ident}-*.npy"):  # earlier versions of the same file
             if stale != entry:
                 stale.unlink(missing_ok=True)
-        return self._open(entry)
+        opened, damage = self._open(entry)
+        if opened is None:  # written just now, so the disk or the folder is at fault
+            raise SepnetError(
+                f"the decoded-audio cache entry '{entry}' reads back damaged ({damage}); check the disk, "
+                f"or set data.cache_dir=<another folder>"
+            )
+        return opened
 
     def beats(
         self,
@@ -183,15 +197,28 @@ class AudioCache:
                 stale.unlink(missing_ok=True)
         return np.asarray(rounded, dtype=np.float64), source
 
-    def _open(self, entry: Path) -> np.ndarray | None:
-        """The memory-mapped entry, or None if it is damaged (it is then rebuilt)."""
+    def _open(self, entry: Path) -> tuple[np.ndarray | None, str]:
+        """``(the memory-mapped entry, "")``, or ``(None, what is wrong)`` when it is damaged (it is then rebuilt).
+
+        Checked: it reads as ``(2, samples)`` float32 with the length its name records, every sample finite
+        (a pass over the entry, in blocks: its pages are the ones training reads anyway).
+        """
+        try:
+            expected = int(entry.stem.rpartition("-")[2])
+        except ValueError:
+            return None, "no length in its name"
         try:
             audio = np.load(entry, mmap_mode="r")
-        except (OSError, ValueError):
-            return None
-        if audio.dtype != np.float32 or audio.ndim != 2 or audio.shape[0] != 2 or audio.shape[1] == 0:
-            return None
-        return audio
+        except (OSError, ValueError) as exc:
+            return None, f"unreadable: {exc}"
+        if audio.dtype != np.float32 or audio.ndim != 2 or audio.shape[0] != 2:
+            return None, f"{audio.dtype} of shape {audio.shape}, not float32 (2, samples)"
+        if audio.shape[1] != expected or expected == 0:
+            return None, f"{audio.shape[1]} samples, not the {expected} decoded"
+        for start in range(0, expected, _CHECK_BLOCK):
+            if not np.isfinite(audio[:, start : start + _CHECK_BLOCK]).all():
+                return None, "NaN or Inf samples"
+        return audio, ""
 
     def _write(self, entry: Path, audio: np.ndarray) -> None:
         fix = "free some space or set data.cache_dir=<writable folder with room>"

@@ -32,6 +32,7 @@ truncated file behind under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -45,7 +46,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from sepnet.atomic import atomic_write, write_error
+from sepnet.atomic import atomic_write, disk_full_error, free_space, write_error
 from sepnet.errors import SepnetError
 
 __all__ = [
@@ -74,7 +75,10 @@ _FORMAT_ALIASES = {"aif": "AIFF", "oga": "OGG"}
 # More channels than this in write_audio is almost surely a (samples, channels)
 # array passed the wrong way round.
 _MAX_WRITE_CHANNELS = 16
-WRITE_FIX = "choose a writable output directory"
+WRITE_FIX = "free disk space or choose a writable output folder"
+# Below this many free bytes a libsndfile "System error." while writing is the disk being full.
+_DISK_FULL_BELOW = 16 * 1024 * 1024
+_BYTES_PER_SAMPLE = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 """How a failed audio write's error line ends."""
 
 LIBSNDFILE = "libsndfile"
@@ -315,6 +319,23 @@ def _frame_samples(frame, channels: int) -> np.ndarray:
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
+def why_missing(path: str | os.PathLike) -> str:
+    """Why ``path`` cannot be opened although a name was given, and the fix: ``does not exist; check the path``,
+    or for a symbolic link that loops or points nowhere, that (a link loop does exist, as a link)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (it points, through links, back to itself); point it at a real file"
+        if exc.errno == errno.ENAMETOOLONG:
+            return "is a path too long for the system; use a shorter one"
+        if os.path.islink(path):
+            return f"is a symbolic link to '{os.readlink(path)}', which does not exist; fix or remove the link"
+        if exc.errno == errno.EACCES:
+            return "cannot be reached (permission denied on a folder above it); fix the permissions"
+    return "does not exist; check the path"
+
+
 def _sndfile_suffix(path: Path) -> bool:
     """Whether ``path``'s suffix names a format libsndfile handles (its errors then explain best)."""
     ext = path.suffix.lower().lstrip(".")
@@ -327,7 +348,7 @@ def _open(path: Path, stream: int | None = None):
     ``stream`` (an audio stream index) always goes to FFmpeg: libsndfile has no streams.
     """
     if not os.path.exists(path):
-        raise SepnetError(f"{_q(path)} does not exist; check the path")
+        raise SepnetError(f"{_q(path)} {why_missing(path)}")
     if path.is_dir():
         raise SepnetError(f"{_q(path)} is a directory, not an audio file; name a file inside it")
     if not os.access(path, os.R_OK):
@@ -514,8 +535,17 @@ class AudioWriter:
     :func:`write_audio`.
     """
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, subtype: str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sample_rate: int,
+        channels: int,
+        *,
+        subtype: str | None = None,
+        expected_frames: int | None = None,
+    ):
         self.path = Path(path)
+        self.expected_frames = expected_frames  # for the full-disk line's "about ... needed"
         self.sample_rate = sample_rate
         self.channels = channels
         self.fmt, self.subtype = _format_for(self.path, subtype)
@@ -527,7 +557,8 @@ class AudioWriter:
         _make_parent_dir(self.path)
         if self.path.is_dir():
             raise SepnetError(f"cannot write audio to {_q(self.path)}: it is a directory; choose a file name")
-        self._target = atomic_write(self.path, fix=WRITE_FIX)
+        needed = _bytes_needed(self.subtype, self.channels, self.expected_frames)
+        self._target = atomic_write(self.path, fix=WRITE_FIX, needed=needed)
         out = self._target.__enter__()
         try:
             self._file = sf.SoundFile(
@@ -580,10 +611,11 @@ class AudioWriter:
 
     def _converted(self, exc: BaseException) -> BaseException:
         """The one-line error for a failed write (``exc`` itself when it is not the disk's or libsndfile's)."""
+        needed = _bytes_needed(self.subtype, self.channels, self.expected_frames)
         if isinstance(exc, OSError):
-            return write_error(_q(self.path), exc, WRITE_FIX)
+            return write_error(_q(self.path), exc, WRITE_FIX, self.path.parent, needed)
         if isinstance(exc, sf.SoundFileError):
-            return _format_error(self.path, self.fmt, self.subtype, self.sample_rate, exc)
+            return _write_failure(self.path, self.fmt, self.subtype, self.sample_rate, exc, needed)
         return exc
 
 
@@ -639,14 +671,15 @@ def write_audio(
     if path.is_dir():
         raise SepnetError(f"cannot write audio to {_q(path)}: it is a directory; choose a file name")
 
+    needed = _bytes_needed(subtype, audio.shape[0], audio.shape[1])
     try:
-        with atomic_write(path, fix=WRITE_FIX) as f, sf.SoundFile(
+        with atomic_write(path, fix=WRITE_FIX, needed=needed) as f, sf.SoundFile(
             f.fileno(), "w", samplerate=sample_rate, channels=audio.shape[0],
             subtype=subtype, format=fmt, closefd=False,
         ) as out:
             out.write(audio.T)
     except sf.SoundFileError as exc:
-        raise _format_error(path, fmt, subtype, sample_rate, exc) from exc
+        raise _write_failure(path, fmt, subtype, sample_rate, exc, needed) from exc
     return path
 
 
@@ -668,6 +701,22 @@ def _format_error(path: Path, fmt: str, subtype: str, sample_rate: int, exc: Exc
         f"cannot write {_q(path)} as {fmt}/{subtype} at {sample_rate} Hz "
         f"(soundfile: {_reason(exc)}); check the sample rate, subtype and free disk space"
     )
+
+
+def _bytes_needed(subtype: str, channels: int, frames: int | None) -> int | None:
+    """About how many bytes ``frames`` frames take in ``subtype`` (None when the length is not known)."""
+    return None if frames is None else int(frames) * channels * _BYTES_PER_SAMPLE.get(subtype, 4)
+
+
+def _write_failure(
+    path: Path, fmt: str, subtype: str, sample_rate: int, exc: Exception, needed: int | None
+) -> SepnetError:
+    """The one line for libsndfile refusing a write: a full disk named as such (libsndfile says only
+    "System error." when the disk refuses), anything else as :func:`_format_error`."""
+    free = free_space(path.parent)
+    if "system error" in _reason(exc).lower() and free is not None and free < max(_DISK_FULL_BELOW, needed or 0):
+        return disk_full_error(_q(path), path.parent, needed, WRITE_FIX)
+    return _format_error(path, fmt, subtype, sample_rate, exc)
 
 
 def _empty_error(path: Path) -> SepnetError:

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sepnet.app.progress import progress
 from sepnet.app.run_dir import ensure_writable
-from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix
+from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix, why_missing
 from sepnet.checkpoints import checkpoint
 from sepnet.data.sources import AUDIO_SUFFIXES
 from sepnet.errors import SepnetError
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 
 ACCOMPANIMENT = "accompaniment"
+ON_ERROR = ("stop", "skip")  # separate.on_error: what a bad input file in a folder does
 _BLOCK_SECONDS = 5.0  # read granularity; memory is dominated by the chunks, not this
 PEAK_WARNING = 8.0
 """An input peaking above this (+18 dB over full scale) gets one warning: float audio is expected in
@@ -96,7 +97,9 @@ def _subset(split: str) -> str:
 def find_jobs(input_path: Path) -> list[Job]:
     """What to separate and where each result goes (see the module docstring)."""
     if not input_path.exists():
-        raise SepnetError(f"input '{input_path}' does not exist; pass input=<audio file or folder>")
+        reason = why_missing(input_path)
+        fix = "; pass input=<audio file or folder>" if reason.startswith("does not exist") else ""
+        raise SepnetError(f"input '{input_path}' {reason.removesuffix('; check the path')}{fix}")
     if input_path.is_file():
         return [Job(input_path, Path(safe_name(track_name(input_path))))]
     jobs: list[Job] = []
@@ -109,7 +112,7 @@ def find_jobs(input_path: Path) -> list[Job]:
         if mixture is not None:
             jobs.append(Job(mixture, Path(subset, safe_name(folder.name))))
     for f in sorted(input_path.iterdir()):
-        if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES:
+        if (f.is_file() or f.is_symlink()) and f.suffix.lower() in AUDIO_SUFFIXES:  # a broken link is reported
             jobs.append(Job(f, Path(own, safe_name(track_name(f)))))
     if not jobs:
         raise SepnetError(
@@ -251,7 +254,7 @@ def separate_file(
 
     written = 0
     existed = folder.exists()  # False: the writers create it, and a failure removes it again
-    writers = [AudioWriter(p, rate, channels) for p in paths]
+    writers = [AudioWriter(p, rate, channels, expected_frames=info.frames) for p in paths]
     entered = []
     try:
         for w in writers:
@@ -418,16 +421,29 @@ def run_separation(cfg: DictConfig) -> list[Path]:
             raise SepnetError(f"no {key} given; pass {key}=<path>")
     knobs = cfg.separate
     check_gain(knobs)  # a bad setting fails before the slow work
+    on_error = knobs.get("on_error", "stop")
+    if on_error not in ON_ERROR:
+        raise SepnetError(
+            f"separate.on_error={on_error!r} is not an option; use stop (end at the first bad file) or skip "
+            "(go on, list the bad files at the end)"
+        )
     jobs = find_jobs(Path(cfg.input).expanduser())
     loaded = checkpoint.load(cfg.ckpt)
     runner = build_runner(loaded.separator, knobs, "separate")
     gains = output_gains(knobs, loaded, list(runner.stems))
     accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
     out = ensure_writable(Path(cfg.out).expanduser(), key="out")  # before any audio is separated
-    written = []
+    written, skipped = [], []
     for i, job in enumerate(progress(jobs, "separate", unit="file")):
         start = time.perf_counter()
-        paths = separate_file(runner, job, out, gains, accompaniment, checkpoint_path=cfg.ckpt)
+        try:
+            paths = separate_file(runner, job, out, gains, accompaniment, checkpoint_path=cfg.ckpt)
+        except SepnetError as exc:
+            if on_error == "stop":
+                raise
+            skipped.append((job.audio, exc))
+            print(f"[{i + 1}/{len(jobs)}] skipped {job.audio}: {exc}", flush=True)
+            continue
         seconds = audio_info(job.audio).duration
         elapsed = time.perf_counter() - start
         print(
@@ -436,4 +452,12 @@ def run_separation(cfg: DictConfig) -> list[Path]:
             flush=True,
         )
         written += paths
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(jobs)} files (separate.on_error=skip):", flush=True)
+        for audio, exc in skipped:
+            print(f"  {audio}: {exc}", flush=True)
+        raise SepnetError(
+            f"{len(skipped)} of {len(jobs)} input files could not be separated (listed above); fix or remove them "
+            f"and run again (the {len(jobs) - len(skipped)} others are written in '{out}')"
+        )
     return written

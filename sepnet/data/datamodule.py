@@ -37,6 +37,7 @@ from sepnet.data.augment import Augment
 from sepnet.data.beats import chunk_beat_positions, track_beat_times
 from sepnet.data.sources import FolderSource, Source, TrackFiles
 from sepnet.errors import SepnetError
+from sepnet.numbers import is_count, is_positive
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,27 @@ def with_beats(example: dict, track: Track, offset: int, samples: int, sample_ra
     if track.beats is not None:
         example["beats"] = chunk_beat_positions(track.beats, offset, samples, sample_rate)
     return example
+
+
+def check_sizes(sample_rate, chunk_seconds, val_chunk_seconds, batch_size, examples_per_epoch, num_workers,
+                stats_chunks, val_max_chunks_per_track) -> None:
+    """Refuse (one line naming the ``data.`` key and the fix) a size a DataLoader or a chunker would trip on."""
+    for key, value in (("chunk_seconds", chunk_seconds), ("val_chunk_seconds", val_chunk_seconds)):
+        if not is_positive(value) or round(value * sample_rate) < 1:
+            raise SepnetError(f"data.{key}={value!r} is not valid; set it to a duration in seconds > 0, e.g. data.{key}=3.0")
+    counts = (
+        ("batch_size", batch_size, 1, 8),
+        ("examples_per_epoch", examples_per_epoch, 1, 256),
+        ("num_workers", num_workers, 0, 2),
+        ("stats_chunks", stats_chunks, 1, 64),
+    )
+    if val_max_chunks_per_track is not None:
+        counts += (("val_max_chunks_per_track", val_max_chunks_per_track, 1, 4),)
+    for key, value, minimum, example in counts:
+        if not is_count(value, minimum):
+            raise SepnetError(
+                f"data.{key}={value!r} is not valid; set it to a whole number >= {minimum}, e.g. data.{key}={example}"
+            )
 
 
 class EpochSampler(Sampler):
@@ -344,6 +366,11 @@ class SeparationDataModule(L.LightningDataModule):
             )
         if on_error not in ON_ERROR:
             raise SepnetError(f"data.on_error={on_error} is not an option; use one of: {', '.join(ON_ERROR)}")
+        check_sizes(
+            sample_rate=sample_rate, chunk_seconds=chunk_seconds, val_chunk_seconds=val_chunk_seconds,
+            batch_size=batch_size, examples_per_epoch=examples_per_epoch, num_workers=num_workers,
+            stats_chunks=stats_chunks, val_max_chunks_per_track=val_max_chunks_per_track,
+        )
         self.source = source
         self.sample_rate = sample_rate
         self.chunk_samples = round(chunk_seconds * sample_rate)

@@ -7,6 +7,7 @@ Trainer, so they live with the training code.
 
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 
@@ -17,14 +18,41 @@ import torch
 from sepnet.atomic import write_bytes
 
 
-def keep_previous_metrics(loggers: list) -> None:
-    """Stop Lightning's CSVLogger from deleting an existing ``metrics.csv``: a resumed run appends to it."""
+def rows_before(text: str, global_step: int | None) -> str:
+    """``metrics.csv`` text without the rows logged at or after ``global_step`` (those the resumed run redoes:
+    a run killed after its last checkpoint logged steps that it now trains again)."""
+    if global_step is None:
+        return text
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return text
+    header = next(csv.reader([lines[0]]))
+    if "step" not in header:
+        return text
+    column = header.index("step")
+    kept = [lines[0]]
+    for line in lines[1:]:
+        fields = next(csv.reader([line]), [])
+        try:
+            step = int(float(fields[column]))
+        except (IndexError, ValueError):
+            step = None
+        if step is None or step < global_step:
+            kept.append(line)
+    return "".join(kept)
+
+
+def keep_previous_metrics(loggers: list, global_step: int | None = None) -> None:
+    """Stop Lightning's CSVLogger from deleting an existing ``metrics.csv``: a resumed run appends to it.
+
+    Rows logged at or after the resumed checkpoint's ``global_step`` go, so no step (or epoch) is listed twice.
+    """
     for logger in loggers:
         if not isinstance(logger, L.pytorch.loggers.CSVLogger):
             continue
         metrics = Path(logger.log_dir) / "metrics.csv"
         if metrics.is_file():
-            kept = metrics.read_bytes()
+            kept = rows_before(metrics.read_text(), global_step).encode()
             with warnings.catch_warnings():  # its "previous log files will be deleted" is not true here
                 warnings.simplefilter("ignore")
                 writer = logger.experiment  # creating the writer deletes an existing metrics.csv ...

@@ -21,13 +21,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.app.extras import require
-from sepnet.app.run_dir import ensure_writable
+from sepnet.app.run_dir import claim, ensure_writable, is_main_process, release
 from sepnet.atomic import write_text
 from sepnet.checkpoints.checkpoint import build_separator, read_checkpoint
 from sepnet.checkpoints.lightning_io import AtomicCheckpointIO
 from sepnet.checkpoints.parents import init_lineage
 from sepnet.checkpoints.resume import resume_point
+from sepnet.errors import SepnetError
 from sepnet.evaluation.metrics import chunk_sdr
+from sepnet.numbers import is_count, is_positive, is_real
 from sepnet.training.faults import GracefulStop, NonFiniteGuard, out_of_memory_error
 from sepnet.training.loggers import ValidationMedia, finish_loggers
 from sepnet.training.module import CHECKPOINT_KEY, Freeze, SeparationModule
@@ -138,11 +140,47 @@ def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
     Under DDP every rank runs this; only rank 0 writes the config, checkpoints,
     logs and summary (the summary of other ranks is empty).
     """
+    check_settings(cfg)
     point = resume_point(cfg, Path(cfg.paths.output_dir))
     if point.run_dir != Path(cfg.paths.output_dir):
         log.info("resuming %s: writing into its run dir %s", point.checkpoint, point.run_dir)
         cfg.paths.output_dir = str(point.run_dir)
-    output_dir = ensure_writable(Path(cfg.paths.output_dir))
+    if point.changed:
+        print(f"resuming {point.checkpoint} with {', '.join(point.changed)}", flush=True)
+    output_dir = Path(cfg.paths.output_dir)
+    claimed = False  # this run's folder is its own (a DDP rank > 0 writes into rank 0's)
+    if is_main_process():
+        claimed = claim(output_dir, "hydra.run.dir")
+    else:
+        ensure_writable(output_dir)
+    try:
+        return _train(cfg, point, output_dir)
+    finally:
+        if claimed:  # a job of an in-process sweep: the next job may not need it, but nobody else may take it early
+            release(output_dir)
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Refuse, in one line naming the key and the fix, a setting Lightning or the optimiser would reject with a
+    traceback (the ``data.`` sizes are the data module's to check)."""
+    optim = cfg.get("optim") or {}
+    if "lr" in optim and not is_positive(optim.lr):
+        raise SepnetError(f"optim.lr={optim.lr!r} is not valid; set it to a number > 0, e.g. optim.lr=1e-3")
+    if optim.get("weight_decay") is not None and not (is_real(optim.weight_decay) and optim.weight_decay >= 0):
+        raise SepnetError(
+            f"optim.weight_decay={optim.weight_decay!r} is not valid; set it to a number >= 0, e.g. optim.weight_decay=0"
+        )
+    trainer = cfg.get("trainer") or {}
+    for key, example in (("max_epochs", 6), ("max_steps", -1)):
+        value = trainer.get(key)
+        if value is not None and not is_count(value, -1):
+            raise SepnetError(
+                f"trainer.{key}={value!r} is not valid; set it to a whole number >= 0 (or -1 for no limit), "
+                f"e.g. trainer.{key}={example}"
+            )
+
+
+def _train(cfg: DictConfig, point, output_dir: Path) -> tuple[SeparationModule, dict]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
@@ -171,7 +209,7 @@ def run_training(cfg: DictConfig) -> tuple[SeparationModule, dict]:
             config_file = output_dir / f"config_resolved.resumed-{trainer.global_step}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
         write_text(config_file, OmegaConf.to_yaml(cfg, resolve=True))
         if point.checkpoint is not None:
-            keep_previous_metrics(trainer.loggers)
+            keep_previous_metrics(trainer.loggers, point.global_step)
         for logger in loggers:
             logger.log_hyperparams(module.run_config)
     try:
