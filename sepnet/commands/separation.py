@@ -31,6 +31,7 @@ from sepnet.app.progress import progress
 from sepnet.app.run_dir import ensure_writable
 from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix, why_missing
 from sepnet.checkpoints import checkpoint
+from sepnet.commands.top_band import TOP_BAND_CHOICES, TopBand
 from sepnet.data.sources import AUDIO_SUFFIXES
 from sepnet.errors import SepnetError
 from sepnet.evaluation.gains import resolve_gains
@@ -191,6 +192,7 @@ def separate_file(
     accompaniment: bool,
     suffix: str = ".wav",
     checkpoint_path: str | Path = "the checkpoint",
+    top_band: str = "share",
 ) -> list[Path]:
     """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written.
 
@@ -199,7 +201,10 @@ def separate_file(
     nominal length by a codec frame), mono for mono and stereo for anything else.
     An input peaking above :data:`PEAK_WARNING` gets one warning; estimates holding NaN or
     inf stop the file with one line naming it and ``checkpoint_path``, and nothing of it
-    is written (every stem file is written atomically).
+    is written (every stem file is written atomically). A file at a higher rate than the model's
+    keeps the band above the model's Nyquist frequency, given to the stems by their share of the
+    model's top band (``top_band="share"``, :mod:`sepnet.commands.top_band`; ``"drop"``: left out),
+    and says so in one line.
     """
     info = audio_info(job.audio)
     stereo_downmix(info)  # an unknown layout fails here, before any output file is created
@@ -213,6 +218,15 @@ def separate_file(
         raise SepnetError(
             f"the checkpoint's stems {', '.join(names)} would not each write their own file in '{folder}'; "
             f"use a checkpoint whose target_stems are distinct file names"
+        )
+    top = TopBand(rate, runner.sample_rate, channels) if rate > runner.sample_rate and top_band == "share" else None
+    if rate > runner.sample_rate:
+        print(
+            f"'{job.audio}' is at {rate} Hz and the model runs at {runner.sample_rate} Hz: the band above "
+            f"{runner.sample_rate // 2} Hz, which the model does not hear, "
+            + ("goes to the stems by their share of the model's top band (separate.top_band=drop leaves it out)"
+               if top else "is left out (separate.top_band=drop)"),
+            flush=True,
         )
     to_model = _resampler(rate, runner.sample_rate, 2)
     to_input = _resampler(runner.sample_rate, rate, 2 * len(stems))
@@ -234,9 +248,13 @@ def separate_file(
                     )
             if accompaniment:
                 pending_mix.append(block)
+            if top is not None:
+                top.feed(block)
             stereo = block if block.shape[0] == 2 else np.repeat(block, 2, axis=0)
             yield to_model(stereo.T).T
         frames = decoded  # before the flush below: every output after it is cut to this length
+        if top is not None:
+            top.feed(np.zeros((channels, 0), np.float32), last=True)
         yield to_model(np.zeros((0, 2), np.float32), last=True).T
 
     def take_mixture(n: int) -> np.ndarray:
@@ -274,6 +292,8 @@ def separate_file(
             estimates = block.T.reshape(len(stems), 2, -1)
             if channels == 1:
                 estimates = estimates.mean(axis=1, keepdims=True)
+            if top is not None:
+                estimates = top.add_to(estimates)
             for w, est in zip(writers, estimates):
                 w.write(est)
             if accompaniment:
@@ -421,6 +441,12 @@ def run_separation(cfg: DictConfig) -> list[Path]:
             raise SepnetError(f"no {key} given; pass {key}=<path>")
     knobs = cfg.separate
     check_gain(knobs)  # a bad setting fails before the slow work
+    top_band = knobs.get("top_band", "share")
+    if top_band not in TOP_BAND_CHOICES:
+        raise SepnetError(
+            f"separate.top_band={top_band!r} is not an option; use share (the band above the model's Nyquist goes "
+            "to the stems) or drop (left out)"
+        )
     on_error = knobs.get("on_error", "stop")
     if on_error not in ON_ERROR:
         raise SepnetError(
@@ -437,7 +463,7 @@ def run_separation(cfg: DictConfig) -> list[Path]:
     for i, job in enumerate(progress(jobs, "separate", unit="file")):
         start = time.perf_counter()
         try:
-            paths = separate_file(runner, job, out, gains, accompaniment, checkpoint_path=cfg.ckpt)
+            paths = separate_file(runner, job, out, gains, accompaniment, checkpoint_path=cfg.ckpt, top_band=top_band)
         except SepnetError as exc:
             if on_error == "stop":
                 raise
