@@ -29,11 +29,22 @@ from sepnet.models.masks import activate_masks, mask_outputs
 from sepnet.registry import register_model
 
 
+def bins_of_hz(widths_hz: Sequence[float], sample_rate: int, n_fft: int) -> list[int]:
+    """Band widths in Hz -> in bins of an ``n_fft`` STFT at ``sample_rate`` (at least one bin each).
+
+    172.27 Hz is 8 bins at 22.05 kHz / n_fft 1024 and at 44.1 kHz / n_fft 2048 (21.5 Hz a bin),
+    7 at 48 kHz / n_fft 2048: one layout in Hz serves every rate.
+    """
+    return [max(1, round(width * n_fft / sample_rate)) for width in widths_hz]
+
+
 def split_bins(n_bins: int, band_widths: Sequence[int], band_counts: Sequence[int]) -> list[int]:
     """The width of every band: ``band_counts[i]`` bands of ``band_widths[i]`` bins, low to high.
 
     The last band is widened to take the bins the others leave (513 bins with
-    16x8 + 8x16 + 8x32 = 512: the last 32-bin band takes 33).
+    16x8 + 8x16 + 8x32 = 512: the last 32-bin band takes 33). A last count of 0 means
+    "as many as fit": bands of the last width up to the top bin (``[16, 8, 0]``: 8 bands of 32
+    for 513 bins, 24 for the 1025 of a full-band 44.1 kHz front end).
 
     Raises:
         ValueError: the lists differ in length, hold a non-positive number, or the bands
@@ -43,8 +54,14 @@ def split_bins(n_bins: int, band_widths: Sequence[int], band_counts: Sequence[in
         raise ValueError(
             f"band_widths {list(band_widths)} and band_counts {list(band_counts)} must be equally long, non-empty lists"
         )
-    if min(*band_widths, *band_counts) < 1:
-        raise ValueError(f"band_widths {list(band_widths)} and band_counts {list(band_counts)} must be positive")
+    if min([*band_widths, *band_counts[:-1]]) < 1 or band_counts[-1] < 0:
+        raise ValueError(
+            f"band_widths {list(band_widths)} and band_counts {list(band_counts)} must be positive "
+            "(the last count may be 0: as many bands of the last width as fit)"
+        )
+    if band_counts[-1] == 0:
+        below = sum(w * c for w, c in zip(band_widths[:-1], band_counts[:-1]))
+        band_counts = [*band_counts[:-1], max(1, (n_bins - below) // band_widths[-1])]
     covered = sum(width * count for width, count in zip(band_widths, band_counts))
     if covered > n_bins:  # before the list of widths: 10^9 bands would be a list of 10^9
         raise ValueError(f"the bands cover {covered} bins but the input has n_bins={n_bins}; use fewer or narrower bands")
@@ -151,8 +168,10 @@ class BandSplitRNN(SeparationModel):
         features: width of every band's feature vector.
         hidden_size: hidden units per direction of every BiLSTM.
         num_layers: band-sequence blocks (each one BiLSTM across time, one across bands).
-        band_widths: bins per band, low to high frequency (``[8, 16, 32]``).
-        band_counts: how many bands of each width (``[16, 8, 8]``); see :func:`split_bins`.
+        band_widths: bins per band, low to high frequency (``[8, 16, 32]``); null when
+            ``band_widths_hz`` gives them.
+        band_counts: how many bands of each width (``[16, 8, 8]``; a last 0: as many as fit); see
+            :func:`split_bins`.
         mask_activation: ``softmax`` (each bin divided between the stems: the estimates add
             up to the mixture), ``sigmoid`` or ``normalised``; see :mod:`sepnet.models.masks`.
         residual: with ``softmax``, one more output takes what no target stem claims;
@@ -160,6 +179,9 @@ class BandSplitRNN(SeparationModel):
         conv_channels: feature maps of two 3x3 convolutions over the full-resolution spectrogram,
             given to the band embeddings beside the input (0: none): local time-frequency
             patterns (onsets, harmonics' shapes) before the split, as a U-Net's first block sees them.
+        band_widths_hz: band widths in Hz instead of bins (``[172.27, 344.53, 689.06]``), converted
+            with ``sample_rate`` and ``n_fft`` (:func:`bins_of_hz`), so one YAML fits any front end.
+        sample_rate, n_fft: the front end's, needed with ``band_widths_hz``.
 
     The sizes have no default: they live in ``conf/model/band_split.yaml``.
     """
@@ -172,11 +194,14 @@ class BandSplitRNN(SeparationModel):
         features: int,
         hidden_size: int,
         num_layers: int,
-        band_widths: Sequence[int],
+        band_widths: Sequence[int] | None,
         band_counts: Sequence[int],
         mask_activation: str = "softmax",
         residual: bool = False,
         conv_channels: int = 0,
+        band_widths_hz: Sequence[float] | None = None,
+        sample_rate: int | None = None,
+        n_fft: int | None = None,
     ):
         super().__init__()
         self.target_stems = list(target_stems)
@@ -195,6 +220,12 @@ class BandSplitRNN(SeparationModel):
         )
         self.mask_activation, self.residual = mask_activation, residual
         self.n_bins, self.audio_channels, self.hidden_size = n_bins, audio_channels, hidden_size
+        if (band_widths is None) == (band_widths_hz is None):
+            raise ValueError("give the bands either in bins (band_widths) or in Hz (band_widths_hz), not both or neither")
+        if band_widths_hz is not None:
+            if not sample_rate or not n_fft:
+                raise ValueError("band_widths_hz needs sample_rate and n_fft (the front end's: ${frontend.sample_rate})")
+            band_widths = bins_of_hz(band_widths_hz, sample_rate, n_fft)
         self.band_widths = split_bins(n_bins, band_widths, band_counts)
         # Consecutive bands of one width form a group, each group one batched matmul.
         runs = [(width, len(list(same))) for width, same in itertools.groupby(self.band_widths)]
