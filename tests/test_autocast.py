@@ -22,7 +22,15 @@ from torch.overrides import TorchFunctionMode
 from sepnet.checkpoints import checkpoint
 from sepnet.evaluation.metrics import chunk_sdr
 from sepnet.train import build_module, run_training
-from sepnet.training.losses import FocalMaskLoss, MagnitudeL1Loss, MaskBCELoss, MaskedMagnitudeLoss, MaskedSpectrumLoss
+from sepnet.training.losses import (
+    FocalMaskLoss,
+    MagnitudeL1Loss,
+    MaskBCELoss,
+    MaskedMagnitudeLoss,
+    MaskedSpectrumLoss,
+    MultiResolutionSTFTLoss,
+    WaveformL1Loss,
+)
 
 BANNED_NAMES = {"binary_cross_entropy", "aten::binary_cross_entropy"}
 
@@ -132,6 +140,8 @@ LOSSES = {
     "magnitude-mse": MaskedMagnitudeLoss("mse"),
     "spectrum-mse": MaskedSpectrumLoss("mse"),
     "spectrum-l1-mixed": MaskedSpectrumLoss("l1", magnitude_weight=0.5),
+    "waveform": WaveformL1Loss(),
+    "mrstft": MultiResolutionSTFTLoss([256, 128], hop_length=37),
 }
 
 

@@ -20,8 +20,9 @@ from torch import nn
 
 from sepnet import STEMS
 from sepnet.dsp.frontend import SpectralFrontEnd
+from sepnet.dsp.masking import masked_spectra, scale_masks
 from sepnet.dsp.wiener import wiener
-from sepnet.models.contract import SeparationModel
+from sepnet.models.contract import INPUT_KINDS, MASK_KINDS, SeparationModel
 
 PRECISIONS = ("fp32", "bf16")
 """Arithmetic of the mask model's forward pass at inference (``separate.precision``)."""
@@ -68,6 +69,9 @@ class Separator(nn.Module):
         super().__init__()
         if not isinstance(model, SeparationModel):
             raise TypeError(f"{type(model).__name__} is not a sepnet.models.SeparationModel")
+        if model.mask_kind not in MASK_KINDS or model.input_kind not in INPUT_KINDS:
+            raise ValueError(f"{type(model).__name__} declares input {model.input_kind!r} and masks {model.mask_kind!r}; "
+                             f"sepnet knows inputs {', '.join(INPUT_KINDS)} and masks {', '.join(MASK_KINDS)}")
         wrong = {k: v for k, v in model.front_end_requirements().items() if getattr(front_end, k, v) != v}
         if wrong:
             raise ValueError(
@@ -83,15 +87,10 @@ class Separator(nn.Module):
         return list(self.model.target_stems)
 
     def postprocess(self, masks: torch.Tensor) -> torch.Tensor:
-        """Apply mask_scale, clip and threshold to (batch, stems, channels, bins, frames) masks."""
+        """Apply mask_scale, clip and threshold to real or complex masks (:mod:`sepnet.dsp.masking`): on their
+        magnitude, phase kept. Real masks (batch, stems, channels, bins, frames) stay in [0, 1] with clip."""
         settings = self.inference
-        if settings.mask_scale != 1.0:
-            masks = masks * settings.mask_scale
-            if settings.mask_clip:
-                masks = masks.clamp(0.0, 1.0)
-        if settings.threshold > 0.0:
-            masks = masks.masked_fill(masks < settings.threshold, 0.0)
-        return masks
+        return scale_masks(masks, settings.mask_scale, settings.mask_clip, settings.threshold)
 
     def _model_arithmetic(self, device_type: str):
         """The context the model runs in: bf16 autocast for ``precision="bf16"``, else nothing (a training
@@ -126,8 +125,11 @@ class Separator(nn.Module):
         return masks, mixture_spec
 
     def apply_masks(self, masks: torch.Tensor, mixture_spec: torch.Tensor, length: int) -> torch.Tensor:
-        """Masks (B, S, C, F, frames) x mixture STFT (B, C, F, frames), mixture phase -> stems (B, S, C, length)."""
-        return self.front_end.istft(masks.float() * mixture_spec[:, None], length)
+        """Masks (B, S, C, F, frames[, 2]) x mixture STFT (B, C, F, frames) -> stems (B, S, C, length).
+
+        Real masks keep the mixture's phase; complex masks (``mask_kind="complex"``) change it.
+        """
+        return self.front_end.istft(masked_spectra(masks, mixture_spec), length)
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) mixture -> (batch, stems, channels, samples) estimates.
@@ -186,5 +188,5 @@ class Separator(nn.Module):
             return self.apply_masks(masks, mixture_spec, samples)
         # Models that leave stems out get the residual as an extra Wiener source.
         residual = not set(STEMS) <= set(self.target_stems)
-        spec = wiener(masks.float() * mixture_spec[:, None], mixture_spec, iterations, residual=residual)
+        spec = wiener(masked_spectra(masks, mixture_spec), mixture_spec, iterations, residual=residual)
         return self.front_end.istft(spec, samples)

@@ -8,6 +8,7 @@
        each a residual block (x + Linear(BiLSTM(LayerNorm(x))))
     -> per band: LayerNorm -> Linear(features -> 4*features) -> Tanh -> Linear -> GLU
     -> masks (batch, stems, channels, bins, frames), shared across the stems by default
+       complex_masks: each share turned by a phase of its own, share x e^(j pi tanh(p)): (..., frames, 2)
 
 Unlike the CRNN, whose BiLSTM sees one vector per frame for the whole spectrum,
 every band keeps its own sequence, and the band-level BiLSTM lets bands exchange
@@ -182,6 +183,10 @@ class BandSplitRNN(SeparationModel):
         band_widths_hz: band widths in Hz instead of bins (``[172.27, 344.53, 689.06]``), converted
             with ``sample_rate`` and ``n_fft`` (:func:`bins_of_hz`), so one YAML fits any front end.
         sample_rate, n_fft: the front end's, needed with ``band_widths_hz``.
+        complex_masks: phase-aware masks (``mask_kind="complex"``, :mod:`sepnet.dsp.masking`): each
+            stem's mask (its share of the bin, as ``mask_activation`` gives it) is turned by a phase
+            the model estimates, ``share x e^(j pi tanh(p))``: bounded by the share, and at p = 0 the
+            real mask, so the option starts where the real-mask model does.
 
     The sizes have no default: they live in ``conf/model/band_split.yaml``.
     """
@@ -202,10 +207,14 @@ class BandSplitRNN(SeparationModel):
         band_widths_hz: Sequence[float] | None = None,
         sample_rate: int | None = None,
         n_fft: int | None = None,
+        complex_masks: bool = False,
     ):
         super().__init__()
         self.target_stems = list(target_stems)
         outputs = mask_outputs(self.target_stems, mask_activation, residual)
+        self.mask_kind = "complex" if complex_masks else "real"
+        self.n_shares = outputs  # share logits first, then one phase per target stem (complex masks)
+        outputs += len(self.target_stems) if complex_masks else 0
         if conv_channels < 0:
             raise ValueError(f"conv_channels must be >= 0, got {conv_channels}")
         self.stem = (
@@ -248,4 +257,8 @@ class BandSplitRNN(SeparationModel):
         logits = torch.cat(
             [group.masks(f) for group, f in zip(self.groups, group_features)], dim=3
         )  # (B, out, C, F, T)
-        return activate_masks(logits, self.mask_activation, len(self.target_stems))
+        masks = activate_masks(logits[:, : self.n_shares], self.mask_activation, len(self.target_stems))
+        if self.mask_kind == "real":
+            return masks
+        phase = torch.pi * torch.tanh(logits[:, self.n_shares :].float())  # (B, stems, C, F, T)
+        return torch.stack([masks * torch.cos(phase), masks * torch.sin(phase)], dim=-1)

@@ -17,6 +17,9 @@ What it returns (``mask_kind``), applied by :class:`sepnet.inference.separator.S
 to the mixture's STFT (batch, audio_channels, n_bins, frames)::
 
     "real"     masks (batch, stems, audio_channels, n_bins, frames) in [0, 1], the mixture's phase kept
+    "complex"  masks (batch, stems, audio_channels, n_bins, frames, 2): real and imaginary parts, bounded
+               (|m| <= 1 for the band-split RNN's), applied as (re + j im) x X: phase-aware
+               (:mod:`sepnet.dsp.masking`)
 
 The front-end sizes it needs: ``n_bins`` (the bins kept by the front end) and
 ``audio_channels``; :meth:`SeparationModel.front_end_requirements` says so, and
@@ -48,7 +51,7 @@ from torch import nn
 INPUT_KINDS = ("log_magnitude", "complex")
 """What a model can take from the front end (see the module docstring)."""
 
-MASK_KINDS = ("real",)
+MASK_KINDS = ("real", "complex")
 """What a model can return (see the module docstring)."""
 
 
@@ -57,7 +60,9 @@ class SeparationModel(nn.Module):
 
     A subclass sets, in ``__init__``, ``self.target_stems`` (the stems it estimates, in output
     order), ``self.n_bins`` and ``self.audio_channels``, and implements :meth:`forward`; the
-    class members below keep their defaults unless it offers more.
+    class members below keep their defaults unless it offers more. ``input_kind`` and
+    ``mask_kind`` may also be set per instance in ``__init__`` (a constructor option such as
+    the band-split RNN's ``complex_masks``).
     """
 
     input_kind: ClassVar[str] = "log_magnitude"
@@ -86,7 +91,7 @@ class SeparationModel(nn.Module):
         return {"n_bins": self.n_bins}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, input_channels, n_bins, frames) -> masks (batch, stems, audio_channels, n_bins, frames)."""
+        """(batch, input_channels, n_bins, frames) -> masks (batch, stems, audio_channels, n_bins, frames[, 2])."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
     def forward_with_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

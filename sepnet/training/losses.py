@@ -5,6 +5,11 @@ A loss is an ``nn.Module`` called as ``loss(masks, targets)`` with a
 ``conf/loss/``. Its ``forward`` is decorated with :func:`without_autocast`, so
 it gives the float32 value under mixed precision too (bf16 masks from an
 autocast model included).
+
+Masks are real (batch, stems, channels, bins, frames) or complex (..., 2)
+(:mod:`sepnet.dsp.masking`). The losses on estimates (magnitude, spectrum,
+waveform, multi-resolution STFT) take both; the losses on mask values (BCE, focal,
+L1 on magnitudes) train real masks only and say so.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sepnet.dsp.masking import is_complex_mask, masked_spectra
 from sepnet.dsp.wiener import wiener
 from sepnet.numbers import is_real
 
@@ -43,9 +49,33 @@ class SpectralTargets:
     target_spectra: torch.Tensor | None = None
     mixture_spectrum: torch.Tensor | None = None
     targets_cover_mixture: bool = True
+    target_waveforms: torch.Tensor | None = None
+    """(batch, stems, channels, samples): the target stems as heard, for waveform losses."""
+    synthesise: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """STFTs (..., bins, frames) complex -> waveforms (..., samples): the front end's iSTFT at the batch's length."""
+
+    def estimated_spectra(self, masks: torch.Tensor) -> torch.Tensor:
+        """The stems' STFTs the masks give: (batch, stems, channels, bins, frames) complex64."""
+        if self.mixture_spectrum is None:
+            raise ValueError("this loss needs the mixture's complex spectrum: build the targets with from_spectrograms")
+        return masked_spectra(masks, self.mixture_spectrum.to(torch.complex64))
+
+    def estimated_waveforms(self, masks: torch.Tensor) -> torch.Tensor:
+        """The stems' waveforms the masks give: (batch, stems, channels, samples) float32."""
+        if self.synthesise is None or self.target_waveforms is None:
+            raise ValueError("a waveform loss needs the target waveforms and the iSTFT: build the targets with "
+                             "from_spectrograms(..., waveforms=, synthesise=)")
+        return self.synthesise(self.estimated_spectra(masks))
 
     @classmethod
-    def from_spectrograms(cls, stem_specs: torch.Tensor, target_index: list[int], mixture_spec: torch.Tensor) -> SpectralTargets:
+    def from_spectrograms(
+        cls,
+        stem_specs: torch.Tensor,
+        target_index: list[int],
+        mixture_spec: torch.Tensor,
+        waveforms: torch.Tensor | None = None,
+        synthesise: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> SpectralTargets:
         """Build targets from complex STFTs.
 
         Args:
@@ -54,12 +84,16 @@ class SpectralTargets:
                 learns the same vocals mask as a four-stem one.
             target_index: positions of the target stems in ``stem_specs``.
             mixture_spec: (batch, channels, bins, frames) complex.
+            waveforms: every stem's waveform (batch, all_stems, channels, samples), for waveform losses.
+            synthesise: the front end's iSTFT at the batch's length, for waveform losses.
         """
         magnitudes = stem_specs.abs()
         targets = magnitudes[:, target_index]
         ideal = targets / (magnitudes.sum(dim=1, keepdim=True) + IRM_EPS)
         covers = sorted(target_index) == list(range(stem_specs.shape[1]))
-        return cls(ideal.clamp(0, 1), targets, mixture_spec.abs(), stem_specs[:, target_index], mixture_spec, covers)
+        target_waveforms = waveforms[:, target_index] if waveforms is not None else None
+        return cls(ideal.clamp(0, 1), targets, mixture_spec.abs(), stem_specs[:, target_index], mixture_spec, covers,
+                   target_waveforms, synthesise)
 
     def weighted_mean(self, per_bin: torch.Tensor, weighting: str) -> torch.Tensor:
         """Mean of a per-bin loss (batch, stems, channels, bins, frames) under a bin weighting.
@@ -132,6 +166,11 @@ def without_autocast(forward: Callable[..., torch.Tensor]) -> Callable[..., torc
 
     @functools.wraps(forward)
     def forward_in_float32(self, masks: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if is_complex_mask(masks) and not self.takes_complex_masks:
+            raise ValueError(
+                f"{type(self).__name__} trains real masks, but the model gives complex masks; use loss=magnitude, "
+                "spectrum, waveform or mrstft (or the model's real masks, e.g. model.complex_masks=false)"
+            )
         with torch.autocast(device_type=masks.device.type, enabled=False):
             return forward(self, masks, *args, **kwargs)
 
@@ -145,6 +184,8 @@ class MaskBCELoss(nn.Module):
         weighting: ``power`` (default) weighs each bin by the mixture's squared magnitude,
             ``magnitude`` by its magnitude; ``none`` is the plain mean over bins.
     """
+
+    takes_complex_masks = False  # a loss on mask values: real masks only
 
     def __init__(self, weighting: str = "power"):
         super().__init__()
@@ -183,6 +224,8 @@ class FocalMaskLoss(nn.Module):
         modulation: ``quality`` (|y-p|^γ) or ``classic`` ((1-p)^γ and p^γ per term).
     """
 
+    takes_complex_masks = False  # a loss on mask values: real masks only
+
     MODULATIONS = ("quality", "classic")
 
     def __init__(
@@ -220,6 +263,8 @@ class FocalMaskLoss(nn.Module):
 class MagnitudeL1Loss(nn.Module):
     """Mean absolute error between masked mixture magnitudes ``mask · |X|`` and the target stems' ``|S|``."""
 
+    takes_complex_masks = False  # a loss on mask values: real masks only
+
     @without_autocast
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         estimate = masks.float() * targets.mixture_magnitude.float()[:, None]
@@ -246,6 +291,7 @@ class MaskedMagnitudeLoss(nn.Module):
     """
 
     NORMS = LEVEL_FREE_NORMS
+    takes_complex_masks = True
 
     def __init__(self, norm: str = "l1", wiener_weight: float = 0.0):
         super().__init__()
@@ -256,13 +302,12 @@ class MaskedMagnitudeLoss(nn.Module):
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         mixture = targets.mixture_magnitude.float()
         target = targets.target_magnitudes.float()
-        loss = level_free_mean((masks.float() * mixture[:, None] - target).abs(), mixture, self.norm)
+        estimate = targets.estimated_spectra(masks).abs() if is_complex_mask(masks) else masks.float() * mixture[:, None]
+        loss = level_free_mean((estimate - target).abs(), mixture, self.norm)
         if self.wiener_weight:
-            if targets.mixture_spectrum is None:
-                raise ValueError("loss.wiener_weight needs the mixture's complex spectrum: build the targets with "
-                                 "SpectralTargets.from_spectrograms")
-            spectrum = targets.mixture_spectrum.to(torch.complex64)
-            filtered = wiener(masks.float() * spectrum[:, None], spectrum, 1, residual=not targets.targets_cover_mixture)
+            spectrum = targets.mixture_spectrum
+            filtered = wiener(targets.estimated_spectra(masks), spectrum.to(torch.complex64), 1,
+                              residual=not targets.targets_cover_mixture)
             loss = loss + self.wiener_weight * level_free_mean((filtered.abs() - target).abs(), mixture, self.norm)
         return loss
 
@@ -287,6 +332,7 @@ class MaskedSpectrumLoss(nn.Module):
     """
 
     NORMS = LEVEL_FREE_NORMS
+    takes_complex_masks = True
 
     def __init__(self, norm: str = "mse", magnitude_weight: float = 0.0):
         super().__init__()
@@ -298,9 +344,78 @@ class MaskedSpectrumLoss(nn.Module):
     def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
         if targets.target_spectra is None or targets.mixture_spectrum is None:
             raise ValueError("MaskedSpectrumLoss needs complex spectra: build the targets with SpectralTargets.from_spectrograms")
-        mixture = targets.mixture_spectrum.to(torch.complex64)[:, None]  # (B, 1, C, F, T)
-        error = (masks.float() * mixture - targets.target_spectra.to(torch.complex64)).abs()
+        error = (targets.estimated_spectra(masks) - targets.target_spectra.to(torch.complex64)).abs()
         loss = level_free_mean(error, targets.mixture_magnitude.float(), self.norm)
         if self.magnitude_weight:
             loss = loss + self.magnitude_weight * self.magnitude(masks, targets)
+        return loss
+
+
+def level_free_waveform_l1(estimates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over examples of mean |estimate - target| over the example's mean |target|: (batch, stems, channels, samples)."""
+    error = (estimates - targets).abs().mean(dim=(1, 2, 3))
+    return (error / (targets.abs().mean(dim=(1, 2, 3)) + IRM_EPS)).mean()
+
+
+class WaveformL1Loss(nn.Module):
+    """L1 between the separated waveforms (masks applied, iSTFT) and the target stems, level-free.
+
+    What Demucs and the band-split RoFormers train on: the error of what is heard, phase
+    included, so complex masks can learn the phase a real mask cannot give. Each example's
+    error is divided by its targets' mean absolute amplitude (a quiet song counts as much as a
+    loud one).
+    """
+
+    takes_complex_masks = True
+
+    @without_autocast
+    def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
+        return level_free_waveform_l1(targets.estimated_waveforms(masks), targets.target_waveforms.float())
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Waveform L1 plus the L1 of the complex STFTs of the separated waveforms at several resolutions.
+
+    BS-RoFormer's recipe (Lu et al. 2023): ``L1(wave) + stft_weight x sum_r L1(STFT_r(estimate) - STFT_r(target))``
+    over real and imaginary parts, window sizes ``resolutions`` (theirs: 4096, 2048, 1024, 512,
+    256 with hop 147), hann windows, hop ``hop_length`` (null: each window / 4). Every term is
+    level-free as :class:`WaveformL1Loss`. The STFTs of short training chunks at five resolutions
+    cost more than the model on a CPU (benchmarks/loss_cost.py); the default is three.
+
+    Args:
+        resolutions: STFT window sizes.
+        hop_length: hop of every resolution (null: a quarter of each window).
+        stft_weight: weight of the STFT terms beside the waveform L1.
+    """
+
+    takes_complex_masks = True
+
+    def __init__(self, resolutions: list[int] | None = None, hop_length: int | None = None, stft_weight: float = 1.0):
+        super().__init__()
+        self.resolutions = list(resolutions or [2048, 1024, 512])
+        if not self.resolutions or any(not isinstance(n, int) or isinstance(n, bool) or n < 16 for n in self.resolutions):
+            raise ValueError(f"loss.resolutions must be STFT sizes >= 16, got {self.resolutions}")
+        if hop_length is not None and (not isinstance(hop_length, int) or hop_length < 1):
+            raise ValueError(f"loss.hop_length must be an integer >= 1 or null, got {hop_length}")
+        self.hop_length = hop_length
+        self.stft_weight = checked_term_weight("stft_weight", stft_weight)
+
+    @without_autocast
+    def forward(self, masks: torch.Tensor, targets: SpectralTargets) -> torch.Tensor:
+        estimates = targets.estimated_waveforms(masks)
+        reference = targets.target_waveforms.float()
+        loss = level_free_waveform_l1(estimates, reference)
+        if not self.stft_weight:
+            return loss
+        flat_estimates, flat_reference = estimates.flatten(0, 2), reference.flatten(0, 2)  # (B*S*C, samples)
+        level = reference.abs().mean(dim=(1, 2, 3)).repeat_interleave(reference.shape[1] * reference.shape[2])
+        for n_fft in self.resolutions:
+            hop = self.hop_length or n_fft // 4
+            window = torch.hann_window(n_fft, device=estimates.device)
+            spectra = [
+                torch.view_as_real(torch.stft(x, n_fft, hop, window=window, center=True, return_complex=True))
+                for x in (flat_estimates, flat_reference)
+            ]
+            error = (spectra[0] - spectra[1]).abs().mean(dim=(1, 2, 3))  # per signal
+            loss = loss + self.stft_weight * (error / (level + IRM_EPS)).mean()
         return loss

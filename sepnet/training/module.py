@@ -84,6 +84,12 @@ class SeparationModule(L.LightningModule):
                 f"does not read; add it to data.stems or drop it from model.target_stems"
             )
         self.target_index = [self.data_stems.index(s) for s in separator.target_stems]
+        # A loss declares whether it trains complex masks (sepnet.training.losses: takes_complex_masks).
+        if separator.model.mask_kind == "complex" and not getattr(loss, "takes_complex_masks", False):
+            raise SepnetError(
+                f"{type(separator.model).__name__} gives complex masks but {type(loss).__name__} trains real masks; "
+                "use loss=magnitude, spectrum, waveform or mrstft, or real masks (e.g. model.complex_masks=false)"
+            )
         self.run_config = run_config or {}
         self.lineage = lineage or {"parents": []}
         self.frozen = [self._frozen_submodule(name) for name in (freeze or Freeze()).modules]
@@ -126,8 +132,12 @@ class SeparationModule(L.LightningModule):
 
     # -- steps --
     def spectral_targets(self, batch: dict, mixture_spec: torch.Tensor) -> SpectralTargets:
-        stem_specs = self.separator.front_end.stft(batch["stems"])
-        return SpectralTargets.from_spectrograms(stem_specs, self.target_index, mixture_spec)
+        front_end, stems = self.separator.front_end, batch["stems"]
+        stem_specs = front_end.stft(stems)
+        length = stems.shape[-1]
+        return SpectralTargets.from_spectrograms(
+            stem_specs, self.target_index, mixture_spec, waveforms=stems, synthesise=lambda spec: front_end.istft(spec, length)
+        )
 
     def step_masks(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, SpectralTargets]:
         """Forward a batch: (masks (B, S, C, F, frames), mixture STFT, loss targets)."""
