@@ -29,12 +29,13 @@ from sepnet.app.configs import CONFIG_DIR
 from sepnet.app.progress import progress
 from sepnet.app.run_dir import ensure_writable
 from sepnet.app.tables import markdown_table, write_csv
-from sepnet.atomic import write_text
+from sepnet.atomic import write_bytes, write_text
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.compat import differences
 from sepnet.checkpoints.resume import command_line_keys
 from sepnet.errors import SepnetError
 from sepnet.evaluation.gains import resolve_gains
+from sepnet.evaluation.pictures import figure_png, sdr_figure
 from sepnet.evaluation.report import ListeningReport
 from sepnet.evaluation.rhythm import beat_threshold, has_rhythm_head, score_track_beats
 from sepnet.evaluation.scoring import FULL_METRICS, TRACK_METRICS, aggregate, mean_over_stems, optimal_gain, score_track
@@ -470,6 +471,8 @@ def run_evaluation(cfg: DictConfig) -> dict:
         counts = collections.Counter(b["reference_source"] for b in beats)
         results["beat_references"] = ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
     summary = write_outputs(output_dir, results, per_track, stems, beats)
+    sdr_png = figure_png(sdr_figure(per_track, stems))
+    write_bytes(output_dir / "sdr_per_track.png", sdr_png)
     if report is not None:
         notes = [
             (
@@ -478,7 +481,8 @@ def run_evaluation(cfg: DictConfig) -> dict:
             ),
             "SDR: BSSEval v4 (median over 1 s frames); g*: least-squares optimal output gain.",
         ]
-        report.write(output_dir / "report.html", f"sepnet evaluation: {Path(cfg.ckpt).name}", per_stem, notes)
+        report.write(output_dir / "report.html", f"sepnet evaluation: {Path(cfg.ckpt).name}", per_stem, notes,
+                     all_tracks=[name for name, _ in per_track], sdr_png=sdr_png)
     print(summary, flush=True)
     print(f"results: {output_dir / 'results.json'}", flush=True)
     return results
