@@ -127,7 +127,7 @@ def sdr_figure(per_track: list[tuple[str, dict]], stems: list[str], metric: str 
     ax.set_ylabel(f"{metric.upper()} (dB)", fontsize=10)
     missing = sum(len(column) - len(kept) for column, kept in zip(values, finite))
     note = f"\n{missing} NaN (silent reference) not drawn" if missing else ""
-    ax.set_title(f"{metric.upper()} per stem ({len(per_track)} tracks, a dot each){note}", fontsize=10)
+    ax.set_title(f"{metric.upper()} per stem ({len(per_track)} track{'s' if len(per_track) != 1 else ''}, a dot each){note}", fontsize=10)
     ax.tick_params(labelsize=9)
     ax.grid(axis="y", alpha=0.3)
     if per_track_panel:

@@ -108,7 +108,7 @@ class ListeningReport:
         ]
         parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
         total = len(all_tracks) if all_tracks is not None else len(self.tracks)
-        parts.append(f"<h2>Over all {total} tracks</h2>")
+        parts.append(f"<h2>Over all {total} track{'s' if total != 1 else ''}</h2>")
         parts.append(_summary_table(summary))
         if sdr_png is not None:
             parts.append(f"<p><img alt='SDR per stem and per track' src='{_data_uri('image/png', sdr_png)}'></p>")
@@ -121,7 +121,7 @@ class ListeningReport:
                 f"track is in the table and the SDR picture above, and in per_track.csv.</p>"
             )
         else:
-            parts.append(f"<p class='note'>Listening and spectrograms: all {total} tracks.</p>")
+            parts.append(f"<p class='note'>Listening and spectrograms: {'all ' if total > 1 else ''}{total} track{'s' if total != 1 else ''}.</p>")
         parts.append(
             "<p class='note'>Spectrograms: mono, log frequency, one dB scale per track (0 dB: its loudest bin), "
             "reference beside estimate for each stem.</p>"
