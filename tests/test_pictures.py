@@ -36,6 +36,7 @@ def csv_run(root: Path, name: str, loss: str, overrides: list[str], scale: float
 
 
 def tensorboard_run(root: Path) -> Path:
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     from torch.utils.tensorboard import SummaryWriter
 
     run = root / "tb" / "2026-01-02_00-00-00"
