@@ -238,7 +238,9 @@ def test_report_renders_in_headless_chromium_with_every_audio_sourced(evaluated,
 
         audio, rate = sf.read(BytesIO(base64.b64decode(payload)))
         assert rate == SR and len(audio) > SR  # a decodable excerpt of the 4 s track
-    assert len(parsed.images) == 2 and all(src.startswith("data:image/jpeg;base64,") for src in parsed.images)
+    # The SDR picture (PNG), then one spectrogram image (JPEG) per track.
+    assert len(parsed.images) == 3 and parsed.images[0].startswith("data:image/png;base64,")
+    assert all(src.startswith("data:image/jpeg;base64,") for src in parsed.images[1:])
 
 
 def test_sweep_table_reads_train_summaries_too(tmp_path, capsys):

@@ -891,7 +891,9 @@ def ensure_synthetic_dataset(
     -> number of tracks (default ``{'train': 20, 'valid': 5, 'test': 5}``).
 
     If the manifest matches the parameters and the files are there, nothing is
-    written. Otherwise the whole set is rendered into ``<root>.tmp-<pid>`` and
+    written. A complete set at another sample rate is never replaced (another run may be
+    reading it): that is a user error naming the folder; ``conf/data/synthetic.yaml`` keeps
+    one folder per rate, ``data/synthetic/<rate>``. Otherwise the whole set is rendered into ``<root>.tmp-<pid>`` and
     renamed into place, so an interrupted run never leaves a set that looks complete.
     An existing ``root`` is replaced only if it is empty or an earlier synthetic set.
 
@@ -916,6 +918,15 @@ def ensure_synthetic_dataset(
     if _holds(root, parameters):
         return root
     existing = _read_manifest(root) if root.is_dir() else None
+    if existing is not None and existing.get("generator") == _GENERATOR_NAME and _is_complete(root, existing):
+        rate = existing.get("sample_rate")
+        if rate != parameters["sample_rate"]:
+            # Another run may be reading it: a set at another rate gets its own folder, never this one.
+            raise SepnetError(
+                f"synthetic dataset root '{root}' holds the set at {rate} Hz, which another run may be reading; "
+                f"a set at {parameters['sample_rate']} Hz needs its own folder: set data.source.root to another "
+                f"folder (the default data/synthetic/<rate> is one per rate)"
+            )
     if root.is_dir() and any(root.iterdir()) and (existing is None or existing.get("generator") != _GENERATOR_NAME):
         raise SepnetError(
             f"synthetic dataset root '{root}' is a folder that does not hold a sepnet synthetic dataset "

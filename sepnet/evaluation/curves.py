@@ -31,6 +31,7 @@ from sepnet.evaluation.divergence import Divergence, find_divergence
 log = logging.getLogger(__name__)
 
 METRICS = Path("logs") / "metrics.csv"
+TENSORBOARD = Path("tensorboard")
 LABEL_CHARS = 160
 """A run's label (its folder and the overrides it varied) is cut to this many characters."""
 
@@ -46,6 +47,7 @@ class RunCurves:
         train_loss: mean training loss per epoch (``train/loss_epoch``, else the mean of logged steps).
         val_loss, val_sdr: validation metrics per epoch (NaN where an epoch has none).
         steps, step_loss: ``train/loss`` at each step it was logged (every ``trainer.log_every_n_steps``).
+        loss: the loss class it trained with (``MaskBCELoss``), or None when its config is not there.
     """
 
     label: str
@@ -57,6 +59,7 @@ class RunCurves:
     val_sdr: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     step_loss: list[float] = field(default_factory=list)
+    loss: str | None = None
 
     def best(self) -> tuple[float, int] | None:
         """(best val/sdr, its epoch), or None when never validated."""
@@ -88,18 +91,82 @@ def _count(text: str | None) -> int | None | bool:
 
 
 def read_curves(run_dir: Path, label: str) -> RunCurves:
-    """A run's curves from ``<run_dir>/logs/metrics.csv`` (Lightning's CSVLogger: one row per logging call).
+    """A run's curves from ``<run_dir>/logs/metrics.csv`` (Lightning's CSVLogger: one row per logging call), or,
+    for a run logged with ``logger=tensorboard`` only, from its event files (``<run_dir>/tensorboard/``).
 
     A row whose epoch or step is not a finite number (``inf``, ``nan``, text) is skipped, and one warning
     line names the file and how many rows that was."""
     path = run_dir / METRICS
+    if not path.is_file() and tensorboard_events(run_dir):
+        curves = curves_from_rows(tensorboard_rows(run_dir), run_dir, label, run_dir / TENSORBOARD)
+    else:
+        try:
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        except UnicodeDecodeError:
+            raise SepnetError(f"'{printable(path)}' is not a text CSV file; it should be the metrics.csv a run's csv logger writes") from None
+        except (OSError, csv.Error) as exc:
+            raise SepnetError(f"cannot read '{printable(path)}' ({printable(exc, 200)}); is the run still writing it?") from None
+        curves = curves_from_rows(rows, run_dir, label, path)
+    curves.loss = loss_kind(run_dir)
+    return curves
+
+
+def tensorboard_events(run_dir: Path) -> list[Path]:
+    """The TensorBoard event files of a run (``logger=tensorboard`` writes ``<run>/tensorboard/events.out.tfevents.*``)."""
+    folder = run_dir / TENSORBOARD
+    return sorted(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
+
+
+def tensorboard_rows(run_dir: Path) -> list[dict]:
+    """The run's scalars from its event files, as metrics.csv rows: ``{"epoch", "step", <tag>: value}`` strings.
+
+    Lightning logs an ``epoch`` scalar beside every logging call; a value's epoch is the one logged at its step."""
+    require_tensorboard = "reading a run logged with logger=tensorboard needs the tensorboard extra: pip install 'sepnet[tensorboard]'"
     try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except UnicodeDecodeError:
-        raise SepnetError(f"'{printable(path)}' is not a text CSV file; it should be the metrics.csv a run's csv logger writes") from None
-    except (OSError, csv.Error) as exc:
-        raise SepnetError(f"cannot read '{printable(path)}' ({printable(exc, 200)}); is the run still writing it?") from None
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        raise SepnetError(require_tensorboard) from None
+    rows: list[dict] = []
+    for events in tensorboard_events(run_dir):
+        try:
+            accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+            accumulator.Reload()
+            tags = accumulator.Tags().get("scalars", [])
+            epochs = {e.step: e.value for e in accumulator.Scalars("epoch")} if "epoch" in tags else {}
+            for tag in tags:
+                if tag == "epoch" or tag not in ("train/loss", "train/loss_epoch", "val/loss", "val/sdr"):
+                    continue
+                for event in accumulator.Scalars(tag):
+                    epoch = epochs.get(event.step)
+                    rows.append({"epoch": "" if epoch is None else str(int(epoch)), "step": str(event.step), tag: repr(event.value)})
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign event file: one line naming it
+            raise SepnetError(f"cannot read the TensorBoard events '{printable(events)}' ({printable(exc, 200)}); is the run still writing them?") from None
+    return rows
+
+
+def loss_kind(run_dir: Path) -> str | None:
+    """The loss class a run trained with (``MaskBCELoss``), from its resolved config; None when unknown."""
+    for name in ("config_resolved.yaml", ".hydra/config.yaml"):
+        try:
+            text = (run_dir / name).read_text()
+        except (OSError, ValueError):
+            continue
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if line.rstrip() == "loss:":
+                for inner in lines[i + 1 :]:
+                    if not inner.startswith(" "):
+                        break
+                    key, _, value = inner.strip().partition(":")
+                    if key == "_target_":
+                        return printable(value.strip().rpartition(".")[2], 60) or None
+        return None
+    return None
+
+
+def curves_from_rows(rows: list[dict], run_dir: Path, label: str, path: Path) -> RunCurves:
+    """:class:`RunCurves` from metrics rows (metrics.csv's, or :func:`tensorboard_rows`)."""
     step_losses: dict[int, list[float]] = defaultdict(list)
     values: dict[int, dict[str, float]] = defaultdict(dict)
     last_step: dict[int, int] = {}
@@ -140,15 +207,28 @@ def read_curves(run_dir: Path, label: str) -> RunCurves:
     return curves
 
 
+def _is_run(folder: Path) -> bool:
+    return (folder / METRICS).is_file() or bool(tensorboard_events(folder))
+
+
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run folders (holding ``logs/metrics.csv``) at or below ``paths``, in order, without repeats."""
+    """Run folders (holding ``logs/metrics.csv`` or ``tensorboard/`` event files) at or below ``paths``, in order,
+    without repeats."""
     runs: list[Path] = []
     for path in paths:
         if not path.is_dir():
             raise SepnetError(f"'{path}' is not a folder; pass run folders (outputs/<run>/<time>) or a sweep folder")
-        found = [path] if (path / METRICS).is_file() else sorted(p.parent.parent for p in path.rglob(str(METRICS)))
+        if _is_run(path):
+            found = [path]
+        else:
+            below = {p.parent.parent for p in path.rglob(str(METRICS))}
+            below |= {p.parent.parent for p in path.rglob(f"{TENSORBOARD}/events.out.tfevents.*")}
+            found = sorted(below)
         if not found:
-            raise SepnetError(f"no run under '{path}' has {METRICS}; train with the csv logger (logger=csv, the default)")
+            raise SepnetError(
+                f"no run under '{path}' has {METRICS} or {TENSORBOARD}/ event files; train with logger=csv (the default) "
+                f"or logger=tensorboard"
+            )
         runs += [r for r in found if r not in runs]
     return runs
 
@@ -209,6 +289,7 @@ def plotted_series(run: RunCurves, divergence: Divergence | None) -> dict:
         flagged = {"epoch": divergence.flagged_epoch, "step": run.step_of(divergence.flagged_epoch)}
     return {
         "label": run.label,
+        "loss": run.loss,
         "train_loss": train,
         "val_loss": at_steps(run.val_loss),
         "val_sdr": at_steps(run.val_sdr),
@@ -217,45 +298,90 @@ def plotted_series(run: RunCurves, divergence: Divergence | None) -> dict:
     }
 
 
+LEGEND_CHARS = 70
+"""A legend entry is wrapped at this many characters a line (the table, ``compare.md``, has the whole label)."""
+
+
+def loss_kinds(series: list[dict]) -> list[str | None]:
+    """The loss classes of the runs, in order of first appearance (None: a run whose config is gone)."""
+    kinds: list[str | None] = []
+    for run in series:
+        if run.get("loss") not in kinds:
+            kinds.append(run.get("loss"))
+    return kinds
+
+
+def _kind_name(kind: str | None) -> str:
+    return kind if kind else "loss not recorded"
+
+
 def draw(series: list[dict]) -> Figure:
-    """Three panels against the optimiser step, every run overlaid: training loss (raw faint, smoothed
-    solid), validation loss, validation SDR (star: the best)."""
-    fig = Figure(figsize=(16, 4.8))  # no pyplot: drawing a PNG leaves the process's backend and figures alone
-    axes = fig.subplots(1, 3)
+    """Panels against the optimiser step, every run overlaid: training loss (raw faint, smoothed solid) and
+    validation loss, one pair per loss class (a BCE and a magnitude MSE are not on one axis), and validation
+    SDR (star: the best). The legend sits below the panels, each run's label wrapped, so no label squashes
+    a panel or covers a curve."""
+    import textwrap
+
+    kinds = loss_kinds(series)
+    rows = len(kinds)
+    fig = Figure(figsize=(16, 3.6 * rows + 1.2), layout="constrained")  # no pyplot: the process's backend stays alone
+    grid = fig.add_gridspec(rows, 3)
+    loss_axes: dict[str | None, tuple] = {}
+    sdr_axis = None
+    for row, kind in enumerate(kinds):
+        train_ax = fig.add_subplot(grid[row, 0])
+        val_ax = fig.add_subplot(grid[row, 1])
+        if sdr_axis is None:
+            sdr_axis = fig.add_subplot(grid[:, 2])
+        loss_axes[kind] = (train_ax, val_ax)
+    handles, labels = [], []
     last = 0
     for index, run in enumerate(series):
         colour = f"C{index % 10}"
         label = f"{run['label']} [overfitting]" if run["overfitting"] else run["label"]
+        train_ax, val_ax = loss_axes[run.get("loss")]
         train = run["train_loss"]
         if train["smoothed"] is not None:
-            axes[0].plot(train["step"], train["raw"], color=colour, alpha=0.25, linewidth=0.8)
-            axes[0].plot(train["step"], train["smoothed"], color=colour, linewidth=1.6)
+            train_ax.plot(train["step"], train["raw"], color=colour, alpha=0.25, linewidth=0.8)
+            train_ax.plot(train["step"], train["smoothed"], color=colour, linewidth=1.6)
         elif train["step"]:
-            axes[0].plot(train["step"], train["raw"], color=colour, marker="o", markersize=4)
-        for ax, key in ((axes[1], "val_loss"), (axes[2], "val_sdr")):
+            train_ax.plot(train["step"], train["raw"], color=colour, marker="o", markersize=4)
+        for ax, key in ((val_ax, "val_loss"), (sdr_axis, "val_sdr")):
             if run[key]["step"]:
-                ax.plot(run[key]["step"], run[key]["value"], color=colour, marker="o", markersize=4,
-                        label=label if key == "val_sdr" else None)
+                ax.plot(run[key]["step"], run[key]["value"], color=colour, marker="o", markersize=4)
         if run["best"] is not None:
-            axes[2].plot([run["best"]["step"]], [run["best"]["val_sdr"]], marker="*", markersize=13, color=colour)
+            sdr_axis.plot([run["best"]["step"]], [run["best"]["val_sdr"]], marker="*", markersize=13, color=colour)
         if run["overfitting"] is not None:
             step = run["overfitting"]["step"]
-            for ax, key in ((axes[1], "val_loss"), (axes[2], "val_sdr")):
+            for ax, key in ((val_ax, "val_loss"), (sdr_axis, "val_sdr")):
                 points = dict(zip(run[key]["step"], run[key]["value"]))
                 if step in points:
                     ax.plot([step], [points[step]], marker="x", markersize=11, color="red")
         last = max([last, *train["step"], *run["val_loss"]["step"], *run["val_sdr"]["step"]])
-    titles = ["training loss (faint: each logged step; solid: smoothed)", "validation loss", "val/sdr (dB)"]
-    for ax, title in zip(axes, titles):
-        ax.set_title(title, fontsize=10)
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color=colour, marker="o", markersize=5, linewidth=1.6))
+        wrapped = "\n".join(textwrap.wrap(label, LEGEND_CHARS, break_on_hyphens=False)) or label
+        labels.append(f"{index + 1}. {wrapped}" if len(series) > 1 else wrapped)
+    axes = []
+    for kind, (train_ax, val_ax) in loss_axes.items():
+        named = f" ({_kind_name(kind)})" if kind or len(kinds) > 1 else ""
+        train_ax.set_title(f"training loss{named}", fontsize=10)
+        val_ax.set_title(f"validation loss{named}", fontsize=10)
+        axes += [train_ax, val_ax]
+    sdr_axis.set_title("val/sdr (dB)", fontsize=10)
+    for ax in [*axes, sdr_axis]:
         ax.set_xlabel("optimiser step")
         ax.set_xlim(0, max(1.0, last * 1.04))  # steps start at 0; a single point does not get a +-0.04 axis
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    if any(run["val_sdr"]["step"] for run in series):
-        axes[2].legend(fontsize=8, loc="best")
-    fig.suptitle("star: best val/sdr   red x: overfitting flagged (train loss falling, validation worse)", fontsize=9)
-    fig.tight_layout()
+    longest = max((max(len(line) for line in lab.splitlines()) for lab in labels), default=1)
+    fig.legend(handles, labels, loc="outside lower center", ncol=max(1, min(len(labels), 150 // max(longest, 20))),
+               fontsize=8, frameon=False)
+    note = "training loss: faint each logged step, solid smoothed   star: best val/sdr   red x: overfitting flagged"
+    if len(kinds) > 1:
+        note += "   one row per loss: losses of different kinds are not comparable"
+    fig.suptitle(note, fontsize=9)
     return fig
 
 
@@ -272,7 +398,7 @@ def plot(runs: list[RunCurves], divergences: list[Divergence | None], out: Path)
     """Draw the panels into ``out`` (PNG) and the plotted series into ``out`` with ``.json``."""
     series = [plotted_series(run, divergence) for run, divergence in zip(runs, divergences)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    draw(series).savefig(out, dpi=110)
+    draw(series).savefig(out, dpi=100)
     write_text(out.with_suffix(".json"), json.dumps(_finite(series), indent=1, allow_nan=False))
     return out
 

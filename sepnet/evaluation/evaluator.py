@@ -25,18 +25,22 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sepnet.app.configs import CONFIG_DIR
 from sepnet.app.progress import progress
 from sepnet.app.run_dir import ensure_writable
 from sepnet.app.tables import markdown_table, write_csv
-from sepnet.atomic import write_text
+from sepnet.atomic import write_bytes, write_text
 from sepnet.checkpoints import checkpoint
 from sepnet.checkpoints.compat import differences
+from sepnet.checkpoints.resume import command_line_keys
 from sepnet.errors import SepnetError
 from sepnet.evaluation.gains import resolve_gains
+from sepnet.evaluation.pictures import figure_png, sdr_figure
 from sepnet.evaluation.report import ListeningReport
 from sepnet.evaluation.rhythm import beat_threshold, has_rhythm_head, score_track_beats
 from sepnet.evaluation.scoring import FULL_METRICS, TRACK_METRICS, aggregate, mean_over_stems, optimal_gain, score_track
 from sepnet.inference.overlap_add import OverlapAdd, build_runner, nonfinite_stem
+from sepnet.models.masks import check_stem_names
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,121 @@ def bind_checkpoint(cfg: DictConfig, loaded: checkpoint.LoadedCheckpoint) -> Non
             f"data.sample_rate={rate} but the checkpoint's model runs at {front.sample_rate} Hz; drop the "
             f"data.sample_rate override (it follows the checkpoint)"
         )
+
+
+DATA_PATH_KEYS = ("train_dir", "val_dir", "test_dir")
+"""``data=folder``'s folders, at the top of the data node; every other data option keeps its in ``data.source``."""
+
+
+def _plain(value) -> bool:
+    """A value safe to copy from a checkpoint into the config that is instantiated: numbers, booleans, None,
+    strings without OmegaConf interpolation, and lists and dicts of them."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    if isinstance(value, str):
+        return "${" not in value
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def bind_data(cfg: DictConfig, loaded: checkpoint.LoadedCheckpoint, given: list[str] | None) -> list[str]:
+    """Take the data settings the user did not type from the checkpoint's stored config; returns them as ``key=value``.
+
+    ``data.stems`` always (a six-stem model reads six stems); the source's settings (the embedded set's
+    ``tracks_per_split``, ``duration``, ``seed``, ``root``; a folder dataset's root or folders) when the
+    checkpoint was trained on the same kind of data as ``cfg.data`` selects. ``given``: the keys the
+    command line set (None: nothing known, so nothing counts as typed). Only plain values are copied
+    (:func:`_plain`): no class name and no interpolation read from the file reaches ``instantiate``.
+    With no ``data=`` typed, a checkpoint trained on another option (``data=stem_folder``) selects it.
+    """
+    stored = loaded.config.get("data") if isinstance(loaded.config, dict) else None
+    if not isinstance(stored, dict):
+        return []
+    given = given or []
+
+    def typed(key: str) -> bool:  # data=<option> chooses the kind of data, not the model's stems: not a key
+        return any(key == g or key.startswith(g + ".") for g in given if g != "data")
+
+    taken = []
+    here = (cfg.data.get("_target_"), (cfg.data.get("source") or {}).get("_target_"))
+    source = stored.get("source") if isinstance(stored.get("source"), dict) else {}
+    there = (stored.get("_target_"), source.get("_target_"))
+    same_kind = here == there
+    if not same_kind and "data" not in given:  # the default data=synthetic: the option the checkpoint was trained on
+        option = _data_option(there)
+        if option is not None:
+            _select_data_option(cfg, option, [g for g in given if g.startswith("data.")])
+            taken.append(f"data={option}")
+            same_kind = True
+    stems = stored.get("stems")
+    if not typed("data.stems") and isinstance(stems, list) and stems and _plain(stems) and all(isinstance(s, str) for s in stems):
+        try:
+            check_stem_names(stems)
+        except ValueError:
+            stems = None
+        if stems is not None and list(stems) != list(cfg.data.get("stems") or []):
+            with open_dict(cfg):
+                cfg.data.stems = list(stems)
+            taken.append(f"data.stems=[{','.join(stems)}]")
+
+    if not same_kind:  # the user chose other data (data=...), or sepnet has no option of the checkpoint's kind
+        return taken
+    copies = [(f"data.source.{k}", source.get(k)) for k in (cfg.data.get("source") or {}) if k not in ("_target_", "sample_rate")]
+    copies += [(f"data.{k}", stored.get(k)) for k in DATA_PATH_KEYS if k in cfg.data]
+    for key, value in copies:
+        if value is None or typed(key) or not _plain(value):
+            continue
+        node_key = key.removeprefix("data.")
+        current = OmegaConf.select(cfg.data, node_key, throw_on_missing=False)
+        if isinstance(current, DictConfig):
+            current = OmegaConf.to_container(current)
+        if current == value:
+            continue
+        value = json.loads(json.dumps(value))  # plain dicts and lists (the stored config's are StoredConfig)
+        with open_dict(cfg):
+            OmegaConf.update(cfg.data, node_key, value, merge=False)
+        taken.append(f"{key}={_override_text(value)}")
+    return taken
+
+
+def _override_text(value) -> str:
+    """``value`` as it would be typed on the command line: ``{train:4,valid:2}``, ``[a,b]``, ``4.0``."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_override_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_override_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _data_option(there: tuple) -> str | None:
+    """The option of ``conf/data`` whose class is the checkpoint's (``stem_folder``), or None."""
+    names = [t for t in there if isinstance(t, str) and t]
+    for option in sorted((Path(CONFIG_DIR) / "data").glob("*.yaml")):
+        if names and f"_target_: {names[-1]}\n" in option.read_text():
+            return option.stem
+    return None
+
+
+def _select_data_option(cfg: DictConfig, option: str, typed_keys: list[str]) -> None:
+    """Make ``cfg.data`` sepnet's own ``conf/data/<option>.yaml`` (over the shared ``_common/base.yaml``, as its
+    defaults list says), keeping the ``data.*`` values the command line typed."""
+    folder = Path(CONFIG_DIR) / "data"
+    node = OmegaConf.load(folder / f"{option}.yaml")
+    defaults = node.pop("defaults", [])
+    if list(defaults) != [{"_common@_here_": "base"}, "_self_"]:
+        raise SepnetError(
+            f"the checkpoint was trained on data={option}; evaluate cannot select it by itself: pass data={option} "
+            f"and its settings"
+        )
+    data = OmegaConf.merge(OmegaConf.load(folder / "_common" / "base.yaml"), node)
+    for key in typed_keys:
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        OmegaConf.update(data, key.removeprefix("data."), value, merge=False)
+    with open_dict(cfg):
+        cfg.data = data
 
 
 def output_gains(cfg: DictConfig, runner: OverlapAdd, datamodule, stems: list[str]) -> tuple[np.ndarray, str]:
@@ -252,6 +371,9 @@ def run_evaluation(cfg: DictConfig) -> dict:
         raise SepnetError("no checkpoint given; pass ckpt=<path to a .ckpt written by sepnet.train>")
     loaded = checkpoint.load(cfg.ckpt)
     bind_checkpoint(cfg, loaded)
+    taken = bind_data(cfg, loaded, command_line_keys())
+    if taken:
+        print(f"data from the checkpoint: {' '.join(taken)}", flush=True)
     if cfg.split not in ("train", "valid", "test"):
         raise SepnetError(f"split={cfg.split} is not a split; use split=valid or split=test")
 
@@ -349,6 +471,8 @@ def run_evaluation(cfg: DictConfig) -> dict:
         counts = collections.Counter(b["reference_source"] for b in beats)
         results["beat_references"] = ", ".join(f"{n} {source}" for source, n in sorted(counts.items()))
     summary = write_outputs(output_dir, results, per_track, stems, beats)
+    sdr_png = figure_png(sdr_figure(per_track, stems))
+    write_bytes(output_dir / "sdr_per_track.png", sdr_png)
     if report is not None:
         notes = [
             (
@@ -357,7 +481,8 @@ def run_evaluation(cfg: DictConfig) -> dict:
             ),
             "SDR: BSSEval v4 (median over 1 s frames); g*: least-squares optimal output gain.",
         ]
-        report.write(output_dir / "report.html", f"sepnet evaluation: {Path(cfg.ckpt).name}", per_stem, notes)
+        report.write(output_dir / "report.html", f"sepnet evaluation: {Path(cfg.ckpt).name}", per_stem, notes,
+                     all_tracks=[name for name, _ in per_track], sdr_png=sdr_png)
     print(summary, flush=True)
     print(f"results: {output_dir / 'results.json'}", flush=True)
     return results

@@ -86,8 +86,13 @@ class ListeningReport:
         image = spectrogram_jpeg(rows, self.sample_rate)
         self.tracks.append(_TrackEntry(name, a / self.sample_rate, audio, _data_uri("image/jpeg", image), scores))
 
-    def write(self, path: str | Path, title: str, summary: dict[str, dict], notes: Sequence[str] = ()) -> Path:
-        """Write the report; ``summary`` is :func:`sepnet.evaluation.scoring.aggregate`'s result."""
+    def write(
+        self, path: str | Path, title: str, summary: dict[str, dict], notes: Sequence[str] = (),
+        all_tracks: Sequence[str] | None = None, sdr_png: bytes | None = None,
+    ) -> Path:
+        """Write the report; ``summary`` is :func:`sepnet.evaluation.scoring.aggregate`'s result, ``all_tracks``
+        every scored track's name (to say which of them the spectrograms show), ``sdr_png`` the per-track SDR
+        picture (:func:`sepnet.evaluation.pictures.sdr_figure`)."""
         path = Path(path)
         parts = [
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -102,10 +107,28 @@ class ListeningReport:
             f"<h1>{html.escape(title)}</h1>",
         ]
         parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
-        parts.append("<h2>Over all tracks</h2>")
+        total = len(all_tracks) if all_tracks is not None else len(self.tracks)
+        parts.append(f"<h2>Over all {total} track{'s' if total != 1 else ''}</h2>")
         parts.append(_summary_table(summary))
+        if sdr_png is not None:
+            parts.append(f"<p><img alt='SDR per stem and per track' src='{_data_uri('image/png', sdr_png)}'></p>")
+        shown = ", ".join(entry.name for entry in self.tracks)
+        if len(self.tracks) < total:
+            left = [name for name in (all_tracks or []) if name not in {e.name for e in self.tracks}]
+            parts.append(
+                f"<p class='note'><b>Listening and spectrograms: {len(self.tracks)} of {total} tracks</b> ({html.escape(shown)}), "
+                f"the first ones (report_tracks={self.max_tracks}); not shown: {html.escape(', '.join(left))}. Every "
+                f"track is in the table and the SDR picture above, and in per_track.csv.</p>"
+            )
+        else:
+            parts.append(f"<p class='note'>Listening and spectrograms: {'all ' if total > 1 else ''}{total} track{'s' if total != 1 else ''}.</p>")
+        parts.append(
+            "<p class='note'>Spectrograms: mono, log frequency, one dB scale per track (0 dB: its loudest bin), "
+            "reference beside estimate for each stem.</p>"
+        )
         for entry in self.tracks:
-            parts.append(f"<section><h2>{html.escape(entry.name)}</h2>")
+            number = f"{self.tracks.index(entry) + 1} of {len(self.tracks)} shown"
+            parts.append(f"<section><h2>{html.escape(entry.name)} <small class='note'>({number})</small></h2>")
             parts.append(
                 f"<p class='note'>excerpt from {entry.start:.1f} s, {self.seconds:g} s at most</p>{_track_table(entry.scores)}"
             )

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from sepnet.app.extras import require
@@ -34,6 +35,7 @@ from sepnet.training.faults import GracefulStop, NonFiniteGuard, out_of_memory_e
 from sepnet.training.loggers import ValidationMedia, finish_loggers
 from sepnet.training.module import CHECKPOINT_KEY, Freeze, SeparationModule
 from sepnet.training.overfitting import OverfittingMonitor
+from sepnet.training.quiet import ParameterSummary, progress_bar, silence_lightning_noise
 from sepnet.training.resuming import StepSeed, keep_previous_metrics
 from sepnet.training.schedules import Schedule
 
@@ -123,14 +125,43 @@ def summarise(output_dir: Path, checkpoint: ModelCheckpoint, baseline: dict[str,
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list, output_dir: Path) -> L.Trainer:
     """The configured Trainer with sepnet's fixed parts: atomic, safely loaded checkpoints, and data
-    sharded by the data module itself (explicit and deterministic under DDP)."""
-    return instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        default_root_dir=output_dir,
-        plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False,
+    sharded by the data module itself (explicit and deterministic under DDP); Lightning's noise left out
+    (:mod:`sepnet.training.quiet`). A setting Lightning refuses (``trainer=gpu`` without a GPU) is one line."""
+    silence_lightning_noise()
+    trainer_cfg = cfg.trainer
+    callbacks = list(callbacks)
+    if trainer_cfg.get("enable_progress_bar", True):
+        callbacks.append(progress_bar())
+    if trainer_cfg.get("enable_model_summary", True):
+        callbacks.append(ParameterSummary())
+    check_accelerator(trainer_cfg)
+    try:
+        return instantiate(
+            trainer_cfg,
+            callbacks=callbacks,
+            logger=loggers or False,
+            default_root_dir=output_dir,
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,
+        )
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
+            reason = " ".join(str(cause).split())
+            raise SepnetError(f"Lightning refuses the trainer settings: {reason}; fix the trainer.* setting it names, or pick another trainer= option (cpu, gpu, ddp, ddp_cpu)") from None
+        raise
+
+
+def check_accelerator(trainer_cfg) -> None:
+    """Refuse in one line a GPU trainer (``trainer=gpu``, ``trainer=ddp``) on a machine without a usable GPU."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator not in ("gpu", "cuda"):
+        return
+    if torch.cuda.is_available() or (accelerator == "gpu" and torch.backends.mps.is_available()):
+        return
+    raise SepnetError(
+        f"trainer.accelerator={accelerator} but this machine has no usable GPU (torch.cuda.is_available() is "
+        f"False); train on the CPU with trainer=cpu (or trainer=ddp_cpu), or run on a machine with a GPU"
     )
 
 
