@@ -37,7 +37,9 @@ def test_the_fullband_recipe_trains_end_to_end_under_bf16_autocast(tiny_run, tmp
     from sepnet.checkpoints import checkpoint
     from sepnet.train import run_training
 
-    cfg = tiny_run("experiment=sepnet_fullband", "logger=none", "trainer.precision=bf16-mixed", "data.examples_per_epoch=4")
+    # its own embedded set: one folder per rate, never rewritten at another
+    cfg = tiny_run("experiment=sepnet_fullband", "logger=none", "trainer.precision=bf16-mixed", "data.examples_per_epoch=4",
+                   f"data.source.root={tmp_path / 'synthetic_44100'}")
     assert cfg.data.sample_rate == 44100 and cfg.frontend.n_bins == 1025
     _, summary = run_training(cfg)
     assert math.isfinite(summary["best_val_sdr"])
