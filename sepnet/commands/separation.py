@@ -332,7 +332,8 @@ def separate_file(
     existed = folder.exists()  # False: the writers create it, and a failure removes it again
     label = f"separate {job.audio.name}"
     try:
-        with steps(label, max(1, sum(model_samples)), unit="chunk") as advance, \
+        chunks = sum(model_samples)  # a file of one chunk has no progress of its own to show
+        with (steps(label, chunks, unit="chunk") if chunks > 1 else contextlib.nullcontext(None)) as advance, \
                 StemFiles(paths, rate, channels, fmt, expected_frames=info.frames) as files:
             for r in runners:
                 r.on_chunk = advance
@@ -512,7 +513,7 @@ def run_separation(cfg: DictConfig) -> list[Path]:
     ``cfg.out``; returns every file written."""
     for key in ("ckpt", "input"):
         if OmegaConf.is_missing(cfg, key):
-            raise SepnetError(f"no {key} given; pass {key}=<path>" + (" (or the paths alone)" if key == "input" else ""))
+            raise SepnetError(f"no {key} given; pass {key}=<path>")
     ckpts, inputs = _paths(cfg.ckpt, "ckpt"), _paths(cfg.input, "input")
     knobs = cfg.separate
     check_gain(knobs)  # a bad setting fails before the slow work
