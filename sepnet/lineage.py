@@ -46,7 +46,7 @@ def lineage(cfg: DictConfig) -> dict[str, Path]:
     return written
 
 
-main = hydra_entry_point("lineage", lineage)
+main = hydra_entry_point("lineage", lineage, positional="root")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ if __name__ == "__main__":  # before torch loads OpenMP, which reads its wait po
 from omegaconf import DictConfig
 
 from sepnet.app.allocator import keep_freed_memory
+from sepnet.app.configs import Option
 from sepnet.app.scaffold import hydra_entry_point, run_entry_point
 from sepnet.commands.separation import (  # re-exported: the entry point's public names
     ACCOMPANIMENT,
@@ -70,7 +71,27 @@ def separate(cfg: DictConfig) -> int:
     return len(run_separation(cfg))
 
 
-main = hydra_entry_point("separate", separate)
+OPTIONS = (
+    Option(("-o", "--out"), "out", help="folder the stems go to, <out>/<track>/<stem>.wav (default separated)"),
+    Option(("-n", "--ckpt"), "ckpt", many=True, help="checkpoint; repeat it for an ensemble"),
+    Option(("-d", "--device"), "separate.device", help="cpu, cuda, cuda:1, mps or auto"),
+    Option(("--two-stems",), "separate.two_stems", help="write only this stem and no_<stem>"),
+    Option(("--clip-mode",), "separate.clip_mode", help="rescale or clamp, for integer samples and MP3"),
+    Option(("--flac",), sets=("separate.format=flac",), help="FLAC files (24-bit)"),
+    Option(("--mp3",), sets=("separate.format=mp3",), help="MP3 files"),
+    Option(("--int16",), sets=("separate.bits=16",), help="16-bit WAV"),
+    Option(("--int24",), sets=("separate.bits=24",), help="24-bit WAV (or FLAC)"),
+    Option(("--float32",), sets=("separate.bits=float",), help="float WAV (the default)"),
+)
+"""Demucs' options, beside Hydra's key=value overrides (which reach every setting)."""
+
+USAGE = """usage: python -m sepnet.separate ckpt=<ckpt> <file or folder> [more ...] [-o separated] [key=value ...]
+
+  python -m sepnet.separate ckpt=best.ckpt song.flac                 # separated/song/<stem>.wav
+  python -m sepnet.separate -n best.ckpt songs/ -o stems --mp3       # every file of songs/, MP3
+  python -m sepnet.separate ckpt=[a.ckpt,b.ckpt] song.flac           # an ensemble: the mean of both"""
+
+main = hydra_entry_point("separate", separate, positional="input", many=True, options=OPTIONS, usage=USAGE)
 
 
 if __name__ == "__main__":

@@ -273,7 +273,8 @@ def test_a_command_line_choice_without_its_extra_is_one_line(monkeypatch, capsys
 def entry_point_modules() -> list[str]:
     """The ``python -m sepnet.<name>`` entry points: the package's top-level modules with a ``__main__`` block."""
     return sorted(
-        p.stem for p in (ROOT / "sepnet").glob("*.py") if 'if __name__ == "__main__":' in p.read_text()
+        p.stem for p in (ROOT / "sepnet").glob("*.py")
+        if 'if __name__ == "__main__":' in p.read_text() and p.stem != "__main__"  # python -m sepnet: the `sepnet` script
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 _INSTALLED_CONFIGS = Path(__file__).resolve().parents[1] / "conf"  # a wheel ships conf/ here (setup.py)
@@ -53,6 +54,86 @@ def split_command_line(argv: list[str]) -> tuple[list[str], list[str]]:
     return options, overrides
 
 
+HYDRA_OPTIONS = HYDRA_VALUE_OPTIONS | HYDRA_INFO_OPTIONS | frozenset(
+    {"--help", "-h", "--hydra-help", "--version", "--resolve", "--run", "-r", "--multirun", "-m", "--shell-completion", "-sc"}
+)
+"""Every option Hydra's own parser knows; any other option is a command's own (:class:`Option`) or a mistake."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command's own short option, turned into overrides before Hydra reads the line (Demucs' ``-o out``).
+
+    ``names`` (``("-o", "--out")``) take a value for ``key`` (``out=<value>``; with ``many``, repeats
+    make a list), or, with ``sets``, are flags that stand for those overrides (``--mp3``).
+    """
+
+    names: tuple[str, ...]
+    key: str | None = None
+    sets: tuple[str, ...] = ()
+    many: bool = False
+    help: str = ""
+
+
+def expand_options(argv: list[str], options: tuple[Option, ...]) -> list[str]:
+    """``argv`` with a command's own options replaced by the overrides they stand for; one line for an
+    unknown option (with the closest known one) or a missing value."""
+    import difflib
+
+    by_name = {name: o for o in options for name in o.names}
+    values: dict[str, list[str]] = {}
+    flags: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        name, eq, inline = word.partition("=")
+        if not word.startswith("-") or word in ("-",):
+            rest.append(word)
+            continue
+        if name in by_name:
+            option = by_name[name]
+            if option.key is None:
+                flags += option.sets
+                continue
+            if eq:
+                value = inline
+            elif i < len(argv):
+                value, i = argv[i], i + 1
+            else:
+                _fail(f"{name} needs a value ({option.help or option.key})")
+            values.setdefault(option.key, []).append(value)
+            continue
+        rest.append(word)
+        if name in HYDRA_OPTIONS:
+            if i < len(argv) and not eq and (
+                name in HYDRA_VALUE_OPTIONS or (name in HYDRA_INFO_OPTIONS and argv[i] in HYDRA_INFO_CHOICES)
+            ):
+                rest.append(argv[i])
+                i += 1
+            continue
+        known = sorted(set(by_name) | HYDRA_OPTIONS)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        _fail(f"unknown option {name}; {hint}--help lists the options (settings look like key=value)")
+    expanded = list(flags)
+    for option in {o.key: o for o in options if o.key}.values():
+        given = values.get(option.key)
+        if not given:
+            continue
+        if len(given) > 1 and not option.many:
+            _fail(f"{'/'.join(option.names)} given {len(given)} times; give it once")
+        value = f"[{','.join(hydra_value(v) for v in given)}]" if len(given) > 1 else hydra_value(given[0])
+        expanded.append(f"{option.key}={value}")
+    return expanded + rest
+
+
+def _fail(message: str) -> None:
+    print(f"sepnet: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def hydra_value(value: str | Path) -> str:
     """A path as a Hydra override value: quoted when it holds characters the override grammar splits on."""
     text = str(value)
@@ -76,17 +157,27 @@ def positional_override(overrides: list[str], key: str, many: bool) -> list[str]
     return [f"{key}={value}", *rest]
 
 
-def prepare_command_line(config_name: str, positional: str | None = None, many: bool = False) -> None:
+def prepare_command_line(
+    config_name: str,
+    positional: str | None = None,
+    many: bool = False,
+    options: tuple[Option, ...] = (),
+    usage: str | None = None,
+) -> None:
     """Run by every Hydra entry point's ``__main__`` before Hydra: put ``sys.argv`` in the order Hydra
     parses (options first, overrides after) and check the overrides against ``conf/<config_name>.yaml``
     (:func:`check_group_choices`, :func:`check_override_keys`): a mistake exits with one line. With
     ``positional``, bare words are that key's value (:func:`positional_override`)."""
-    options, overrides = split_command_line(sys.argv[1:])
+    own_options = options
+    options, overrides = split_command_line(expand_options(sys.argv[1:], own_options))
     if positional is not None:
         overrides = positional_override(overrides, positional, many)
     sys.argv[1:] = options + overrides
     if any(o.partition("=")[0] in OTHER_CONFIG_OPTIONS for o in options):
         return  # another config than conf/<config_name>.yaml: Hydra checks the overrides against it
+    if "--help" in options or "-h" in options:
+        print_help(config_name, overrides, own_options, usage)
+        sys.exit(0)
     check_key_lengths(overrides)
     check_group_choices(overrides)
     check_extras(overrides)
@@ -224,3 +315,43 @@ def check_override_keys(config_name: str, argv: list[str]) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+def print_help(config_name: str, overrides: list[str], options: tuple[Option, ...] = (), usage: str | None = None) -> None:
+    """``--help``: the command's usage and own options, the config groups it reads (with their options) and its
+    settings, composed with ``overrides``; not the groups of other commands, nor internal ones (``data/_common``)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    groups = [o for o in overrides if _is_group(o.partition("=")[0].lstrip("+")) or "@" in o.partition("=")[0]]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=groups, return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    lines = [usage or f"usage: python -m sepnet.{config_name} [key=value ...] [-m] [--cfg job] [--help]", ""]
+    if options:
+        lines.append("options:")
+        for o in options:
+            shown = ", ".join(o.names) + ("" if o.key is None else " VALUE")
+            stands = o.key + "=VALUE" if o.key else " ".join(o.sets)
+            lines.append(f"  {shown:<24} {o.help} ({stands})" if o.help else f"  {shown:<24} {stands}")
+        lines.append("")
+    read = {
+        k: v for k, v in choices.items()
+        if not k.startswith("hydra") and not any(p.startswith("_") for p in k.partition("@")[0].split("/"))
+    }
+    if read:
+        lines.append("config groups it reads (group=option):")
+        folders = search_path(overrides)
+        for key, chosen in read.items():
+            group = key.partition("@")[0]
+            lines.append(f"{key}: {', '.join(group_options(group, folders))} (now: {chosen})")
+        lines.append("")
+    OmegaConf.set_struct(cfg, False)
+    cfg.pop("hydra")
+    lines += ["settings (key=value; conf/" + config_name + ".yaml):", OmegaConf.to_yaml(cfg)]
+    print("\n".join(lines))

@@ -23,7 +23,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from typing import TextIO, TypeVar
 
@@ -58,6 +58,45 @@ def progress(
         yield from _bar(items, description, unit, total, stream)
     else:
         yield from _lines(items, description, unit, total)
+
+
+@contextmanager
+def steps(description: str, total: int, *, unit: str = "chunk", stream: TextIO | None = None) -> Iterator[Callable[[int], None]]:
+    """Progress inside one item of a loop (the chunks of one long file): yields ``advance(n=1)``.
+
+    Under a :func:`progress` bar it is a second row of that bar (count, elapsed, ETA), removed when
+    the block ends; on its own in a terminal it is a bar; in a log it is plain lines, one per tenth
+    (``separate song.wav: 12/40 chunks (30%), elapsed 0:09, ETA 0:21``).
+    """
+    stream = sys.stderr if stream is None else stream
+    bar = _active_bar
+    if bar is not None:
+        task = bar.add_task(description, total=total)
+        bar.advance(task, 0)
+        try:
+            yield lambda n=1: bar.advance(task, n)
+        finally:
+            bar.remove_task(task)
+        return
+    if _is_terminal(stream):
+        items = iter(_bar(iter(int, 1), description, unit, total, stream))  # an endless source, advanced by hand
+        next(items)
+        try:
+            yield lambda n=1: [next(items) for _ in range(n)]
+        finally:
+            items.close()
+        return
+    points = _report_points(total)
+    start, done = time.monotonic(), 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done
+        for _ in range(n):
+            done += 1
+            if points is None or done in points:
+                log.info(progress_line(description, min(done, total), total, unit, time.monotonic() - start))
+
+    yield advance
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -133,7 +172,9 @@ def _bar(items: Iterable[T], description: str, unit: str, total: int | None, str
         redirect_stderr=False,
         speed_estimate_period=WHOLE_RUN,  # rich's default 30 s window has no speed when one item takes longer
     )
+    global _active_bar
     _bar_active = True
+    _active_bar = bar
     try:
         with bar, _output_above(console, stream):
             task = bar.add_task(description, total=total)
@@ -143,9 +184,11 @@ def _bar(items: Iterable[T], description: str, unit: str, total: int | None, str
                 bar.advance(task)
     finally:
         _bar_active = False
+        _active_bar = None
 
 
 _bar_active = False
+_active_bar = None  # the rich Progress of the loop that has the bar: steps() adds its row to it
 """True while a bar is drawn: a nested loop then writes plain lines, which appear above it."""
 
 

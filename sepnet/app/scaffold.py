@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sepnet.app.configs import CONFIG_DIR, prepare_command_line
+from sepnet.app.configs import CONFIG_DIR, Option, prepare_command_line
 from sepnet.app.run_dir import remove_failed_start
 from sepnet.errors import exit_on_user_error
 from sepnet.registry import import_plugins
@@ -32,14 +32,25 @@ from sepnet.registry import import_plugins
 Task = Callable[[DictConfig], Any]
 
 
-def hydra_entry_point(config_name: str, task: Task, *, exit_with_status: bool = False) -> Callable[[], Any]:
+def hydra_entry_point(
+    config_name: str,
+    task: Task,
+    *,
+    exit_with_status: bool = False,
+    positional: str | None = None,
+    many: bool = False,
+    options: tuple[Option, ...] = (),
+    usage: str | None = None,
+) -> Callable[[], Any]:
     """The ``@hydra.main`` function that composes ``conf/<config_name>.yaml`` and runs ``task`` on it.
 
     A :class:`~sepnet.errors.SepnetError` from ``task`` ends the process with one
     line and status 2, and removes the run folder this start created when it holds
     nothing of value (:func:`~sepnet.app.run_dir.remove_failed_start`). The function returns what ``task`` returns (Hydra sweepers
     optimise it); with ``exit_with_status`` a non-zero result is the process's exit
-    status instead (``check_data``'s verdict). Hydra names the job after the module
+    status instead (``check_data``'s verdict). ``positional``/``many``, ``options`` and ``usage``
+    describe the command line (:func:`run_entry_point`, :func:`~sepnet.app.configs.prepare_command_line`),
+    wherever it is started from (``python -m``, a console script, ``sepnet <command>``). Hydra names the job after the module
     ``task`` is defined in, as it would for ``@hydra.main`` written there.
     """
     import hydra
@@ -65,6 +76,7 @@ def hydra_entry_point(config_name: str, task: Task, *, exit_with_status: bool = 
 
     entry_point = hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(main)
     entry_point.config_name = config_name  # type: ignore[attr-defined]
+    entry_point.command_line = {"positional": positional, "many": many, "options": options, "usage": usage}  # type: ignore[attr-defined]
     return entry_point
 
 
@@ -77,5 +89,8 @@ def run_entry_point(main: Callable[[], Any], positional: str | None = None, many
     are that key's value (``lineage outputs/x`` is ``lineage root=outputs/x``; with
     ``many``, a list: ``compare a b`` is ``compare runs=[a,b]``).
     """
-    prepare_command_line(main.config_name, positional, many)  # type: ignore[attr-defined]
+    line = dict(getattr(main, "command_line", {}))
+    if positional is not None:
+        line.update(positional=positional, many=many)
+    prepare_command_line(main.config_name, **line)  # type: ignore[attr-defined]
     main()

@@ -11,15 +11,16 @@ point and documents the user-facing behaviour.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import logging
+import math
 import queue
 import re
 import threading
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +28,13 @@ import numpy as np
 import soxr
 from omegaconf import DictConfig, OmegaConf
 
-from sepnet.app.progress import progress
+from sepnet import STEMS
+from sepnet.app.progress import progress, steps
 from sepnet.app.run_dir import ensure_writable
-from sepnet.audio.io import AudioWriter, audio_info, iter_audio_blocks, stereo_downmix, why_missing
+from sepnet.audio.io import audio_info, iter_audio_blocks, stereo_downmix, why_missing
 from sepnet.checkpoints import checkpoint
-from sepnet.commands.top_band import TOP_BAND_CHOICES, TopBand
+from sepnet.commands.stem_files import StemFiles, StemFormat, stem_format
+from sepnet.commands.top_band import TOP_BAND_CHOICES, shares, top_band_blocks
 from sepnet.data.sources import AUDIO_SUFFIXES
 from sepnet.errors import SepnetError
 from sepnet.evaluation.gains import resolve_gains
@@ -184,53 +187,12 @@ def _read_ahead(blocks, depth: int = 2):
             blocks.close()
 
 
-def separate_file(
-    runner: OverlapAdd,
-    job: Job,
-    out: Path,
-    gain: float | np.ndarray,
-    accompaniment: bool,
-    suffix: str = ".wav",
-    checkpoint_path: str | Path = "the checkpoint",
-    top_band: str = "share",
-) -> list[Path]:
-    """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written.
-
-    ``gain`` is one number or one per stem of ``runner.stems``. The stems are as long as
-    the decoded input (for FFmpeg-decoded files that can differ from the header's
-    nominal length by a codec frame), mono for mono and stereo for anything else.
-    An input peaking above :data:`PEAK_WARNING` gets one warning; estimates holding NaN or
-    inf stop the file with one line naming it and ``checkpoint_path``, and nothing of it
-    is written (every stem file is written atomically). A file at a higher rate than the model's
-    keeps the band above the model's Nyquist frequency, given to the stems by their share of the
-    model's top band (``top_band="share"``, :mod:`sepnet.commands.top_band`; ``"drop"``: left out),
-    and says so in one line.
-    """
-    info = audio_info(job.audio)
-    stereo_downmix(info)  # an unknown layout fails here, before any output file is created
-    rate, channels = info.sample_rate, info.channels_read
+def _model_estimates(runner: OverlapAdd, job: Job, rate: int, warn: bool) -> Iterator[np.ndarray]:
+    """``job.audio`` through ``runner``: ``(stems, 2, n)`` float32 blocks at the input's ``rate``, exactly as
+    many samples as the decoded input (a mono input is separated as two equal channels)."""
     stems = runner.stems
-    gains = np.broadcast_to(np.asarray(gain, dtype=np.float32), (len(stems),))[:, None, None]
-    names = [*stems, *([ACCOMPANIMENT] if accompaniment else [])]
-    folder = _inside(out, out / job.folder)
-    paths = [_inside(folder, folder / f"{n}{suffix}") for n in names]  # out/<track>/<stem>: nothing nested, nothing else
-    if len({p.name.casefold() for p in paths}) < len(paths) or any(p.parent != folder for p in paths):
-        raise SepnetError(
-            f"the checkpoint's stems {', '.join(names)} would not each write their own file in '{folder}'; "
-            f"use a checkpoint whose target_stems are distinct file names"
-        )
-    top = TopBand(rate, runner.sample_rate, channels) if rate > runner.sample_rate and top_band == "share" else None
-    if rate > runner.sample_rate:
-        print(
-            f"'{job.audio}' is at {rate} Hz and the model runs at {runner.sample_rate} Hz: the band above "
-            f"{runner.sample_rate // 2} Hz, which the model does not hear, "
-            + ("goes to the stems by their share of the model's top band (separate.top_band=drop leaves it out)"
-               if top else "is left out (separate.top_band=drop)"),
-            flush=True,
-        )
     to_model = _resampler(rate, runner.sample_rate, 2)
     to_input = _resampler(runner.sample_rate, rate, 2 * len(stems))
-    pending_mix: collections.deque[np.ndarray] = collections.deque()  # input blocks not yet matched by output
     frames: int | None = None  # decoded input length, known once the reader is done
 
     def model_blocks():
@@ -238,7 +200,7 @@ def separate_file(
         decoded, peak = 0, 0.0
         for block in iter_audio_blocks(job.audio, max(1, round(_BLOCK_SECONDS * rate))):
             decoded += block.shape[1]
-            if peak <= PEAK_WARNING and block.size:  # finite: iter_audio_blocks refuses NaN and inf
+            if warn and peak <= PEAK_WARNING and block.size:  # finite: iter_audio_blocks refuses NaN and inf
                 peak = max(peak, float(block.max()), -float(block.min()))
                 if peak > PEAK_WARNING:
                     log.warning(
@@ -246,82 +208,188 @@ def separate_file(
                         "separated as it is and the stems keep its scale: rescale the file if that is not intended",
                         job.audio, peak, 20 * np.log10(peak),
                     )
-            if accompaniment:
-                pending_mix.append(block)
-            if top is not None:
-                top.feed(block)
             stereo = block if block.shape[0] == 2 else np.repeat(block, 2, axis=0)
             yield to_model(stereo.T).T
         frames = decoded  # before the flush below: every output after it is cut to this length
-        if top is not None:
-            top.feed(np.zeros((channels, 0), np.float32), last=True)
         yield to_model(np.zeros((0, 2), np.float32), last=True).T
 
-    def take_mixture(n: int) -> np.ndarray:
-        parts, need = [], n
-        while need and pending_mix:
-            head = pending_mix[0]
-            parts.append(head[:, :need])
-            if head.shape[1] <= need:
-                pending_mix.popleft()
-            else:
-                pending_mix[0] = head[:, need:]
-            need -= parts[-1].shape[1]
-        parts.append(np.zeros((channels, need), np.float32))
-        return np.concatenate(parts, axis=1)
-
     written = 0
+
+    def cut(block: np.ndarray) -> np.ndarray:
+        """(frames, stems*2) at the input rate -> (stems, 2, n), cut at the input's length.
+
+        Output lags input (resampler delay, overlap-add), so nothing passes the input's
+        length before that length is known.
+        """
+        nonlocal written
+        if frames is not None:
+            block = block[: max(0, frames - written)]
+        written += len(block)
+        return block.T.reshape(len(stems), 2, -1)
+
+    for estimates in runner.stream(_read_ahead(model_blocks())):
+        broken = nonfinite_stem(estimates)
+        if broken is not None:
+            raise NonFiniteEstimates(stems[broken])
+        yield cut(to_input(estimates.reshape(-1, estimates.shape[-1]).T))
+    yield cut(to_input(np.zeros((0, 2 * len(stems)), np.float32), last=True))
+    if written < frames:  # resampling round trips can come out a sample or two short
+        yield cut(np.zeros((frames - written, 2 * len(stems)), np.float32))
+
+
+class NonFiniteEstimates(Exception):
+    """A model gave NaN or inf for a stem (its name is the argument); the caller names the checkpoint."""
+
+
+def _aligned(streams: list[Iterator[np.ndarray]]) -> Iterator[list[np.ndarray]]:
+    """Blocks of several streams of ``(..., n)`` arrays of the same total length, cut to equal lengths."""
+    buffers: list[list[np.ndarray]] = [[] for _ in streams]
+    held = [0] * len(streams)
+    ended = [False] * len(streams)
+    while True:
+        for i, stream in enumerate(streams):
+            while held[i] == 0 and not ended[i]:
+                block = next(stream, None)
+                if block is None:
+                    ended[i] = True
+                elif block.shape[-1]:
+                    buffers[i].append(block)
+                    held[i] += block.shape[-1]
+        n = min(held)
+        if n == 0:
+            return  # every stream has the same total: one ended, so did the rest
+        out = []
+        for i in range(len(streams)):
+            joined = np.concatenate(buffers[i], axis=-1) if len(buffers[i]) > 1 else buffers[i][0]
+            out.append(joined[..., :n])
+            buffers[i] = [joined[..., n:]] if joined.shape[-1] > n else []
+            held[i] -= n
+        yield out
+
+
+def separate_file(
+    runner: OverlapAdd | list[OverlapAdd],
+    job: Job,
+    out: Path,
+    gain: float | np.ndarray,
+    accompaniment: bool,
+    suffix: str = ".wav",
+    checkpoint_path: str | Path | list = "the checkpoint",
+    *,
+    weights: list[float] | None = None,
+    two_stems: str | None = None,
+    fmt: StemFormat | None = None,
+    top_band: str = "share",
+) -> list[Path]:
+    """Separate ``job.audio`` into ``out/job.folder/<stem><suffix>``; returns the files written.
+
+    ``runner`` is one model's, or a list of several (an ensemble: their estimates, each at its
+    model's own rate and resampled to the input's, are averaged stem by stem with ``weights``;
+    the stems are those of the first, which every other must also separate). ``gain`` is one
+    number or one per stem. ``two_stems`` writes that stem and ``no_<stem>`` (everything else)
+    instead of every stem; ``accompaniment`` (a single-target model) adds the input minus the
+    target. ``fmt`` is the file format (default float WAV with ``suffix``).
+
+    The stems are as long as the decoded input (for FFmpeg-decoded files that can differ from
+    the header's nominal length by a codec frame), mono for mono and stereo for anything else.
+    An input peaking above :data:`PEAK_WARNING` gets one warning; estimates holding NaN or
+    inf stop the file with one line naming it and ``checkpoint_path``, and nothing of it
+    is written (every stem file is written atomically). Returns the written paths; a line about
+    clipping (integer formats, MP3) is printed when the track clipped. A file at a higher rate
+    than the models' keeps the band above their Nyquist frequency, given to the stems by their
+    share of the models' top band (``top_band="share"``, :mod:`sepnet.commands.top_band`;
+    ``"drop"``: left out), and says so in one line.
+    """
+    runners = runner if isinstance(runner, list) else [runner]
+    checkpoints = checkpoint_path if isinstance(checkpoint_path, list) else [checkpoint_path] * len(runners)
+    fmt = fmt or StemFormat(suffix, "FLOAT", "rescale")
+    info = audio_info(job.audio)
+    stereo_downmix(info)  # an unknown layout fails here, before any output file is created
+    rate, channels = info.sample_rate, info.channels_read
+    stems = list(runners[0].stems)
+    orders = [[list(r.stems).index(s) for s in stems] for r in runners]
+    weights = [1.0 / len(runners)] * len(runners) if weights is None else weights
+    gains = np.broadcast_to(np.asarray(gain, dtype=np.float32), (len(stems),))[:, None, None]
+    if two_stems is not None:
+        names = [two_stems, f"no_{two_stems}"]
+    else:
+        names = [*stems, *([ACCOMPANIMENT] if accompaniment else [])]
+    needs_mixture = len(stems) == 1 and len(names) == 2
+    folder = _inside(out, out / job.folder)
+    paths = [_inside(folder, folder / f"{n}{fmt.suffix}") for n in names]  # out/<track>/<stem>: nothing nested, nothing else
+    if len({p.name.casefold() for p in paths}) < len(paths) or any(p.parent != folder for p in paths):
+        raise SepnetError(
+            f"the checkpoint's stems {', '.join(names)} would not each write their own file in '{folder}'; "
+            f"use a checkpoint whose target_stems are distinct file names"
+        )
+
+    def outputs(estimates: np.ndarray, mixture: np.ndarray | None) -> np.ndarray:
+        """(stems, 2, n) estimates -> (files, channels, n): the stems as written."""
+        if channels == 1:
+            estimates = estimates.mean(axis=1, keepdims=True)
+        if needs_mixture:
+            return np.stack([estimates[0], mixture - estimates[0]])
+        if two_stems is not None:
+            k = stems.index(two_stems)
+            return np.stack([estimates[k], estimates.sum(axis=0) - estimates[k]])
+        return estimates
+
+    model_rate = max(r.sample_rate for r in runners)
+    covers = set(STEMS) <= set(stems)  # the stems add up to the mixture: they can share what the model missed
+    keeps_top = rate > model_rate and top_band == "share" and covers
+    if rate > model_rate:
+        if keeps_top:
+            where = "goes to the stems by their share of the model's top band (separate.top_band=drop leaves it out)"
+        elif top_band == "share" and needs_mixture:
+            where = f"stays in {names[1]} (input - {stems[0]}), as the model's stems do not cover the mixture"
+        elif top_band == "share":
+            where = "is left out, as the model's stems do not cover the mixture"
+        else:
+            where = "is left out (separate.top_band=drop)"
+        print(
+            f"'{job.audio}' is at {rate} Hz and the model runs at {model_rate} Hz: the band above "
+            f"{model_rate // 2} Hz, which the model does not hear, {where}",
+            flush=True,
+        )
+    model_samples = [r.count_chunks(math.ceil(info.frames * r.sample_rate / rate)) for r in runners]
     existed = folder.exists()  # False: the writers create it, and a failure removes it again
-    writers = [AudioWriter(p, rate, channels, expected_frames=info.frames) for p in paths]
-    entered = []
+    label = f"separate {job.audio.name}"
     try:
-        for w in writers:
-            entered.append(w.__enter__())
-
-        def write(block: np.ndarray) -> None:
-            """(frames, stems*2) at the input rate -> every writer, cut at the input's length.
-
-            Output lags input (resampler delay, overlap-add), so nothing passes the input's
-            length before that length is known.
-            """
-            nonlocal written
-            if frames is not None:
-                block = block[: max(0, frames - written)]
-            if not len(block):
-                return
-            estimates = block.T.reshape(len(stems), 2, -1)
-            if channels == 1:
-                estimates = estimates.mean(axis=1, keepdims=True)
-            if top is not None:
-                estimates = top.add_to(estimates)
-            for w, est in zip(writers, estimates):
-                w.write(est)
-            if accompaniment:
-                writers[-1].write(take_mixture(estimates.shape[-1]) - estimates[0])
-            written += estimates.shape[-1]
-
-        for estimates in runner.stream(_read_ahead(model_blocks())):
-            broken = nonfinite_stem(estimates)
-            if broken is not None:
+        chunks = sum(model_samples)  # a file of one chunk has no progress of its own to show
+        with (steps(label, chunks, unit="chunk") if chunks > 1 else contextlib.nullcontext(None)) as advance, \
+                StemFiles(paths, rate, channels, fmt, expected_frames=info.frames) as files:
+            for r in runners:
+                r.on_chunk = advance
+            streams = [_model_estimates(r, job, rate, warn=i == 0) for i, r in enumerate(runners)]
+            if needs_mixture:
+                streams.append(iter_audio_blocks(job.audio, max(1, round(_BLOCK_SECONDS * rate))))
+            if keeps_top:
+                reader = iter_audio_blocks(job.audio, max(1, round(_BLOCK_SECONDS * rate)))
+                streams.append(top_band_blocks(reader, rate, model_rate))
+            try:
+                for blocks in _aligned(streams):
+                    estimates = sum(w * b[order] for w, b, order in zip(weights, blocks, orders))
+                    if keeps_top:  # (2, n) the models did not hear, shared by the stems
+                        estimates = estimates + shares(estimates) * blocks[-1][None]
+                    mixture = blocks[len(runners)] if needs_mixture else None
+                    files.write(outputs(estimates * gains, mixture))
+            except NonFiniteEstimates as broken:
+                which = " or ".join(f"'{c}'" for c in dict.fromkeys(str(c) for c in checkpoints))
                 raise SepnetError(
-                    f"checkpoint '{checkpoint_path}' gave NaN or inf estimates of {stems[broken]} for '{job.audio}' "
+                    f"checkpoint {which} gave NaN or inf estimates of {broken} for '{job.audio}' "
                     f"(its input is finite), so nothing was written for it: the checkpoint's weights or the "
                     f"inference settings are broken; use another checkpoint or the default separate.* settings"
-                )
-            estimates = estimates * gains
-            write(to_input(estimates.reshape(-1, estimates.shape[-1]).T))
-        write(to_input(np.zeros((0, 2 * len(stems)), np.float32), last=True))
-        if written < frames:  # resampling round trips can come out a sample or two short
-            write(np.zeros((frames - written, 2 * len(stems)), np.float32))
-    except BaseException as exc:
-        for w in reversed(entered):
-            w.__exit__(type(exc), exc, exc.__traceback__)
+                ) from None
+            finally:
+                for r in runners:
+                    r.on_chunk = None
+    except BaseException:
         if not existed:
             with contextlib.suppress(OSError):  # an empty folder of this run's making goes too (not if it holds files)
                 folder.rmdir()
         raise
-    for w in reversed(entered):
-        w.__exit__(None, None, None)
+    if files.clipping:
+        print(f"clipping: '{job.audio}' {files.clipping}", flush=True)
     return paths
 
 
@@ -434,13 +502,51 @@ def output_gains(knobs, loaded: checkpoint.LoadedCheckpoint, stems: list[str]) -
 # -- the job ------------------------------------------------------------------------------
 
 
+def _paths(value, key: str) -> list[str]:
+    """``ckpt`` / ``input``: one path or a list of them, as strings; one line for none."""
+    items = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+    items = [str(v) for v in items if v not in (None, "")]
+    if not items:
+        raise SepnetError(f"no {key} given; pass {key}=<path>")
+    return items
+
+
+def _ensemble_weights(knobs, count: int) -> list[float] | None:
+    """``separate.weights`` as fractions summing to 1, one per checkpoint (None: equal)."""
+    weights = knobs.get("weights")
+    if weights is None:
+        return None
+    weights = list(weights) if OmegaConf.is_list(weights) else [weights]
+    if len(weights) != count or not all(is_positive(w) for w in weights):
+        raise SepnetError(
+            f"separate.weights={weights} does not fit the {count} checkpoint(s) of ckpt; give {count} numbers > 0 "
+            f"(they are normalised to sum to 1), or drop separate.weights for equal weights"
+        )
+    return [float(w) / sum(float(x) for x in weights) for w in weights]
+
+
+def _check_ensemble(runners: list[OverlapAdd], ckpts: list[str]) -> None:
+    """Every checkpoint of an ensemble separates the same stems (in any order), or one line."""
+    first = sorted(runners[0].stems)
+    for runner, path in zip(runners[1:], ckpts[1:]):
+        if sorted(runner.stems) != first:
+            raise SepnetError(
+                f"checkpoint '{path}' separates {', '.join(runner.stems)} but '{ckpts[0]}' separates "
+                f"{', '.join(runners[0].stems)}; an ensemble averages stem by stem: give checkpoints of the same stems"
+            )
+
+
 def run_separation(cfg: DictConfig) -> list[Path]:
-    """Separate ``cfg.input`` with ``cfg.ckpt`` into ``cfg.out``; returns every file written."""
+    """Separate ``cfg.input`` (a path or a list) with ``cfg.ckpt`` (a path, or a list: an ensemble) into
+    ``cfg.out``; returns every file written."""
     for key in ("ckpt", "input"):
-        if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        if OmegaConf.is_missing(cfg, key):
             raise SepnetError(f"no {key} given; pass {key}=<path>")
+    ckpts, inputs = _paths(cfg.ckpt, "ckpt"), _paths(cfg.input, "input")
     knobs = cfg.separate
     check_gain(knobs)  # a bad setting fails before the slow work
+    fmt = stem_format(knobs)
+    weights = _ensemble_weights(knobs, len(ckpts))
     top_band = knobs.get("top_band", "share")
     if top_band not in TOP_BAND_CHOICES:
         raise SepnetError(
@@ -453,17 +559,41 @@ def run_separation(cfg: DictConfig) -> list[Path]:
             f"separate.on_error={on_error!r} is not an option; use stop (end at the first bad file) or skip "
             "(go on, list the bad files at the end)"
         )
-    jobs = find_jobs(Path(cfg.input).expanduser())
-    loaded = checkpoint.load(cfg.ckpt)
-    runner = build_runner(loaded.separator, knobs, "separate")
-    gains = output_gains(knobs, loaded, list(runner.stems))
-    accompaniment = bool(knobs.accompaniment) and len(runner.stems) == 1
+    jobs = [job for path in inputs for job in find_jobs(Path(path).expanduser())]
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.folder in seen:
+            raise SepnetError(
+                f"'{seen[job.folder]}' and '{job.audio}' would both be written to '{job.folder}'; rename one of them"
+            )
+        seen[job.folder] = job.audio
+    loaded = [checkpoint.load(path) for path in ckpts]
+    runners = [build_runner(one.separator, knobs, "separate") for one in loaded]
+    _check_ensemble(runners, ckpts)
+    stems = list(runners[0].stems)
+    if len(loaded) > 1 and knobs.gain == "auto":
+        raise SepnetError(
+            "separate.gain=auto takes the gains an evaluate run learned for one checkpoint, not for an ensemble; "
+            "set separate.gain=<number> (or per stem) with several checkpoints"
+        )
+    gains = output_gains(knobs, loaded[0], stems)
+    two_stems = knobs.get("two_stems")
+    if two_stems is not None and str(two_stems) not in stems:
+        raise SepnetError(
+            f"separate.two_stems={two_stems} is not a stem of checkpoint '{ckpts[0]}'; it separates {', '.join(stems)}"
+        )
+    two_stems = None if two_stems is None else str(two_stems)
+    accompaniment = bool(knobs.accompaniment) and len(stems) == 1
     out = ensure_writable(Path(cfg.out).expanduser(), key="out")  # before any audio is separated
     written, skipped = [], []
     for i, job in enumerate(progress(jobs, "separate", unit="file")):
         start = time.perf_counter()
         try:
-            paths = separate_file(runner, job, out, gains, accompaniment, checkpoint_path=cfg.ckpt, top_band=top_band)
+            paths = separate_file(
+                runners if len(runners) > 1 else runners[0], job, out, gains, accompaniment,
+                checkpoint_path=ckpts if len(ckpts) > 1 else ckpts[0], weights=weights, two_stems=two_stems, fmt=fmt,
+                top_band=top_band,
+            )
         except SepnetError as exc:
             if on_error == "stop":
                 raise

@@ -21,6 +21,7 @@ the model's masks do. ``drop``: the band is left out, as before.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 
 import numpy as np
 import soxr
@@ -30,40 +31,32 @@ FRAME = 1024
 """Samples (at the input rate) per share estimate: 23 ms at 44.1 kHz."""
 
 
-class TopBand:
-    """The top band of a file's mixture, handed out to the stem estimates in step with the writes.
+def top_band_blocks(blocks: Iterator[np.ndarray], input_rate: int, model_rate: int) -> Iterator[np.ndarray]:
+    """The band above ``model_rate``'s Nyquist frequency of a mixture read as ``(channels, n)`` blocks.
 
-    Args:
-        input_rate: the file's rate, Hz (> ``model_rate``).
-        model_rate: the model's rate, Hz.
-        channels: the file's channels (as the estimates are written: 1 or 2).
+    Yields ``(2, n)`` float32 blocks (a mono input as two equal channels, as the models see it),
+    together exactly as many samples as came in: the mixture minus its round trip through the
+    model's rate (soxr, delay-compensated, so sample k of the round trip is sample k of the input).
     """
+    down = soxr.ResampleStream(input_rate, model_rate, 2, dtype="float32", quality="HQ")
+    up = soxr.ResampleStream(model_rate, input_rate, 2, dtype="float32", quality="HQ")
+    mixture: collections.deque[np.ndarray] = collections.deque()  # (2, n) input not yet matched by the round trip
+    held = 0
 
-    def __init__(self, input_rate: int, model_rate: int, channels: int):
-        self.down = soxr.ResampleStream(input_rate, model_rate, channels, dtype="float32", quality="HQ")
-        self.up = soxr.ResampleStream(model_rate, input_rate, channels, dtype="float32", quality="HQ")
-        self.mixture: collections.deque[np.ndarray] = collections.deque()  # (channels, n) input blocks
-        self.heard: collections.deque[np.ndarray] = collections.deque()  # (channels, n) the model's band, same clock
-        self.energy = 0.0  # of the top band handed out so far, and of the mixture
-        self.total = 0.0
+    def band(heard: np.ndarray) -> np.ndarray:
+        nonlocal held
+        n = min(heard.shape[0], held)
+        held -= n
+        return _take(mixture, n) - heard[:n].T
 
-    def feed(self, block: np.ndarray, last: bool = False) -> None:
-        """A ``(channels, n)`` block of the mixture as read (``last``: the reader is done)."""
-        self.mixture.append(block)
-        down = self.down.resample_chunk(np.ascontiguousarray(block.T), last=last)
-        self.heard.append(self.up.resample_chunk(down, last=last).T)
-
-    def take(self, n: int) -> np.ndarray:
-        """The next ``n`` samples of the top band, ``(channels, n)`` (zeros past what has been read)."""
-        mixture, heard = _take(self.mixture, n), _take(self.heard, n)
-        self.total += float(np.square(mixture, dtype=np.float64).sum())
-        return mixture - heard
-
-    def add_to(self, estimates: np.ndarray) -> np.ndarray:
-        """Estimates ``(stems, channels, m)`` at the input rate -> the same with each stem's share of the band."""
-        band = self.take(estimates.shape[-1])
-        self.energy += float(np.square(band, dtype=np.float64).sum())
-        return estimates + shares(estimates) * band[None]
+    for block in blocks:
+        stereo = np.asarray(block if block.shape[0] == 2 else np.repeat(block, 2, axis=0), dtype=np.float32)
+        mixture.append(stereo)
+        held += stereo.shape[1]
+        yield band(up.resample_chunk(down.resample_chunk(np.ascontiguousarray(stereo.T))))
+    yield band(up.resample_chunk(down.resample_chunk(np.zeros((0, 2), np.float32), last=True), last=True))
+    if held:  # a round trip can come out a sample or two short: nothing known above there
+        yield np.zeros((2, held), np.float32)
 
 
 def shares(estimates: np.ndarray) -> np.ndarray:
@@ -91,7 +84,9 @@ def shares(estimates: np.ndarray) -> np.ndarray:
 def _take(blocks: collections.deque, n: int) -> np.ndarray:
     """The next ``n`` samples of a deque of ``(channels, k)`` blocks, zero-padded; consumed from the deque."""
     parts, need = [], n
-    channels = blocks[0].shape[0] if blocks else None
+    channels = blocks[0].shape[0] if blocks else 2
+    if n == 0:
+        return np.zeros((channels, 0), np.float32)
     while need and blocks:
         head = blocks[0]
         parts.append(head[:, :need])
@@ -101,5 +96,5 @@ def _take(blocks: collections.deque, n: int) -> np.ndarray:
             blocks[0] = head[:, need:]
         need -= parts[-1].shape[1]
     if need:
-        parts.append(np.zeros((channels or 1, need), np.float32))
+        parts.append(np.zeros((channels, need), np.float32))
     return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]

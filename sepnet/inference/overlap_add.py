@@ -26,7 +26,7 @@ writing files block by block (``separate``) never holds a whole track.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -148,6 +148,7 @@ class OverlapAdd:
         self.hop = self.chunk - self.fade
         self.batch_size = batch_size
         self.window = crossfade_window(self.chunk, self.fade)
+        self.on_chunk: Callable[[], None] | None = None  # called after each chunk is separated (progress)
 
     @property
     def stems(self) -> list[str]:
@@ -159,6 +160,15 @@ class OverlapAdd:
         tensors = [torch.from_numpy(c).to(self.device, torch.float32) for c in chunks]
         for estimates in self.separator.iter_separated(tensors):
             yield estimates.float().cpu().numpy()
+
+    def count_chunks(self, samples: int) -> int:
+        """How many chunks :meth:`stream` separates for a mixture of ``samples`` samples (at the model's rate)."""
+        if samples <= 0:
+            return 0
+        if samples <= self.chunk:
+            return 1
+        full = (samples - self.chunk) // self.hop + 1
+        return full + (1 if (full - 1) * self.hop + self.chunk < samples else 0)
 
     def separate(self, mixture: np.ndarray) -> np.ndarray:
         """A whole in-memory track: ``(channels, samples)`` -> ``(stems, channels, samples)`` float32."""
@@ -220,6 +230,8 @@ class OverlapAdd:
             outputs = self._run([mixture.read(s, n) for s, n in zip(starts, lengths)])
             for i, (start, output, window) in enumerate(zip(starts, outputs, windows)):
                 accumulate(start, output, window)
+                if self.on_chunk is not None:
+                    self.on_chunk()
                 yield from emit(starts[i + 1] if i + 1 < len(starts) else limit)
 
         def flush_pending(limit: int) -> Iterator[np.ndarray]:
