@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -20,29 +21,34 @@ from sepnet.audio.io import resample
 from sepnet.errors import SepnetError
 from sepnet.inference.overlap_add import build_runner
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def readme_example() -> str:
     """The ```python block of README's "Separate from Python" section."""
     section = README.read_text().split("### Separate from Python", 1)[1].split("\n### ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     return block
 
 
-def test_readme_example_runs_as_printed(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_readme_example_runs_as_printed(tiny_checkpoint, tmp_path):
     shutil.copy(tiny_checkpoint, tmp_path / "best.ckpt")
     rate, samples = 44100, 44100 * 2 + 17  # not the model's 22050 Hz, and an odd length
     song = 0.1 * np.random.default_rng(0).standard_normal((samples, 2)).astype(np.float32)
     sf.write(tmp_path / "song.wav", song, rate, subtype="FLOAT")
-    monkeypatch.chdir(tmp_path)
-    exec(compile(readme_example(), "README.md", "exec"), {"__name__": "readme"})
-    model = sepnet.load("best.ckpt")
+    (tmp_path / "example.py").write_text(readme_example())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    model = sepnet.load(tmp_path / "best.ckpt")
     assert model.sample_rate == 22050  # the checkpoint's, read from it
     for stem in model.stems:
         info = sf.info(tmp_path / f"{stem}.wav")
         assert (info.samplerate, info.frames, info.channels) == (rate, samples, 2)
-    assert capsys.readouterr().out.strip() == f"22050 {model.stems} torch.Size([{samples}])"
+    assert run.stdout.strip() == f"22050 {model.stems} torch.Size([{samples}])"
 
 
 @pytest.fixture
