@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -62,6 +63,7 @@ def numpy_front_end(wave: np.ndarray, spec: dict) -> tuple[np.ndarray, np.ndarra
 def run_file(path: Path, fmt: str, model_input: np.ndarray) -> np.ndarray:
     """The exported file run by its own runtime: onnxruntime for ONNX, torch.jit for TorchScript."""
     if fmt == "onnx":
+        onnx.checker.check_model(str(path), full_check=True)  # a valid ONNX graph, shapes inferred
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         (name,) = [i.name for i in session.get_inputs()]
         return session.run(None, {name: model_input})[0]
@@ -84,8 +86,8 @@ def test_every_model_exports_and_gives_sepnets_masks_and_estimates(option, fmt, 
     assert spec["stems"] == separator.target_stems and spec["sample_rate"] == separator.front_end.sample_rate
     assert spec["input_kind"] == separator.model.input_kind and len(spec["bin_std"]) == spec["n_bins"]
     rng = np.random.default_rng(0)
-    # Dynamic axes: batches of 1 and 3, frame counts the export never saw (odd, even, longer).
-    for batch, samples in ((1, 5000), (3, 12345), (2, 30000)):
+    # Dynamic axes: batches of 1 and 3, frame counts the export never saw (20 and 49; it traced 64).
+    for batch, samples in ((1, 5000), (3, 12345)):
         wave = (0.1 * rng.standard_normal((batch, 2, samples))).astype(np.float32)
         model_input, stft = numpy_front_end(wave, spec)
         with torch.no_grad():
@@ -110,8 +112,7 @@ class WithSTFTInside(SeparationModel):
         self.scale = torch.nn.Parameter(torch.ones(()))
 
     def forward(self, x):
-        b, c, f, t = x.shape
-        spec = torch.stft(x.reshape(-1, t), 8, 2, window=torch.hann_window(8), return_complex=True)
+        spec = torch.stft(x.reshape(-1, x.shape[-1]), 8, 2, window=torch.hann_window(8), return_complex=True)
         return torch.sigmoid(self.scale * spec.abs().mean() + x)[:, None]
 
 

@@ -158,13 +158,16 @@ def run_exported(data: bytes | str | Path, fmt: str, model_input: np.ndarray) ->
     """Run an exported file (its bytes or path) on ``(batch, input_channels, n_bins, frames)`` float32 -> masks."""
     model_input = np.ascontiguousarray(model_input, dtype=np.float32)
     if fmt == "onnx":
+        import onnx  # the export extra's
         import onnxruntime
+
+        onnx.checker.check_model(data if isinstance(data, bytes) else str(data))  # a valid graph, before running it
 
         source = data if isinstance(data, bytes) else str(data)
         session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
         return session.run([OUTPUT_NAME], {INPUT_NAME: model_input})[0]
     loaded = torch.jit.load(io.BytesIO(data) if isinstance(data, bytes) else str(data), map_location="cpu")
-    with torch.no_grad():
+    with torch.no_grad(), torch.jit.optimized_execution(False):  # a check: the profiling passes cost seconds
         return loaded(torch.from_numpy(model_input)).numpy()
 
 
