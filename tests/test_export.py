@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -151,28 +152,34 @@ def test_a_model_a_format_cannot_hold_is_one_line_and_writes_nothing(model, fmt,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_entry_point_exports_a_checkpoint_beside_it(tiny_run, tmp_path):
-    ckpt = tmp_path / "best.ckpt"
+def readme_export_commands() -> list[list[str]]:
+    """The ``python -m sepnet.export ...`` lines of README's "Export" section, as argv (comments dropped)."""
+    section = (ROOT / "README.md").read_text().split("### Export: ONNX and TorchScript", 1)[1].split("\n#", 1)[0]
+    lines = [line.strip() for line in section.splitlines() if line.strip().startswith("python -m sepnet.export")]
+    return [shlex.split(line, comments=True)[2:] for line in lines]
+
+
+def test_the_readme_export_commands_run_as_printed(tiny_run, tmp_path):
+    ckpt = tmp_path / "outputs" / "best.ckpt"
     write_fresh_checkpoint(tiny_run(output_dir=tmp_path / "run"), ckpt, seed=3, fill_statistics=-2.0)
-    env_path = {"PYTHONPATH": str(ROOT)}
-    for args, expected in (
-        ([f"ckpt={ckpt}"], tmp_path / "best.onnx"),
-        ([f"ckpt={ckpt}", "format=torchscript", f"out={tmp_path / 'ts' / 'model.pt'}"], tmp_path / "ts" / "model.pt"),
-    ):
+    commands = readme_export_commands()
+    assert [c[2] for c in commands] == ["format=onnx", "format=torchscript"]
+    for argv, expected in zip(commands, (tmp_path / "outputs" / "best.onnx", tmp_path / "model.pt")):
+        argv = [f"ckpt={ckpt}" if a.startswith("ckpt=") else a for a in argv]  # README's placeholder path
         run = subprocess.run(
-            [sys.executable, "-m", "sepnet.export", *args], cwd=tmp_path, capture_output=True, text=True,
-            timeout=300, check=False, env={**os.environ, **env_path},
+            [sys.executable, "-m", *argv], cwd=tmp_path, capture_output=True, text=True,
+            timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         assert run.returncode == 0, run.stderr[-3000:]
         assert expected.is_file() and expected.with_suffix(".json").is_file()
         assert run.stdout.splitlines()[-2:] == [
-            f"{'onnx' if expected.suffix == '.onnx' else 'torchscript'}: {expected}",
-            f"front end: {expected.with_suffix('.json')}",
+            f"{'onnx' if expected.suffix == '.onnx' else 'torchscript'}: {expected.relative_to(tmp_path) if expected.parent == tmp_path else expected}",
+            f"front end: {(expected.relative_to(tmp_path) if expected.parent == tmp_path else expected).with_suffix('.json')}",
         ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "best.json", "best.onnx", "ts"]  # no log folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.pt", "outputs"]  # no log folder
     bad = subprocess.run(
         [sys.executable, "-m", "sepnet.export", f"ckpt={ckpt}", "format=tflite"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=300, check=False, env={**os.environ, **env_path},
+        text=True, timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].endswith(
