@@ -40,6 +40,10 @@ def merge() -> None:
     launch("merge")
 
 
+def export() -> None:
+    launch("export")
+
+
 def check_data() -> None:
     launch("check_data")
 

@@ -77,7 +77,8 @@ class LoadedCheckpoint:
 
     Attributes:
         path: the file read.
-        separator: front end + model with the checkpoint's weights, in eval mode.
+        separator: front end + model with the checkpoint's weights, in eval mode; it takes waveforms
+            at ``separator.front_end.sample_rate`` only (:func:`sepnet.load` resamples any rate).
         config: the run's resolved config, as plain data.
         lineage: ``{"parents": [...], ...}`` as recorded by the run or merge.
         metrics: validation metrics when it was saved (``val/sdr``, ``val/sdr_<stem>``, ...).

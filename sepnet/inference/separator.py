@@ -54,6 +54,11 @@ class InferenceSettings:
 class Separator(nn.Module):
     """Separates mixtures into the model's target stems.
 
+    Waveforms in and out are at the model's sample rate, ``front_end.sample_rate`` (the
+    checkpoint's, e.g. 22050 Hz): nothing here resamples, and audio at another rate is
+    separated wrongly without a word. :func:`sepnet.load` (:mod:`sepnet.api`) takes audio at
+    any rate and resamples it in and out.
+
     Args:
         front_end: STFT settings and normalisation statistics.
         model: a :class:`~sepnet.models.contract.SeparationModel`; its input is what

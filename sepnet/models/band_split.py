@@ -94,9 +94,11 @@ class BandLayerNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(bands, 1, features))
         self.bias = nn.Parameter(torch.zeros(bands, 1, features))
+        self.features = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+        # The size as a constant (not x.shape[-1:]): the ONNX exporter cannot hold a traced normalized_shape.
+        return nn.functional.layer_norm(x, (self.features,)) * self.weight + self.bias
 
 
 class BandGroup(nn.Module):
