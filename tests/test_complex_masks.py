@@ -15,7 +15,7 @@ from sepnet.models import SeparationModel
 from sepnet.models.band_split import BandSplitRNN
 
 FOUR = ["bass", "drums", "other", "vocals"]
-SMALL = dict(n_bins=64, audio_channels=2, features=8, hidden_size=8, num_layers=1, band_widths=[8, 16], band_counts=[4, 2])
+SMALL = {"n_bins": 64, "audio_channels": 2, "features": 8, "hidden_size": 8, "num_layers": 1, "band_widths": [8, 16], "band_counts": [4, 2]}
 
 
 class Rotation(SeparationModel):

@@ -40,6 +40,10 @@ def merge() -> None:
     launch("merge")
 
 
+def import_weights() -> None:
+    launch("import_weights")
+
+
 def check_data() -> None:
     launch("check_data")
 
