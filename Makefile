@@ -15,6 +15,9 @@ $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+# The RoFormer reference (dev extra) without pip resolving torch: --no-deps, then its small dependencies by name.
+	$(BIN)/python -m pip install --quiet --no-deps bs-roformer==1.2.4 einops rotary-embedding-torch beartype einx \
+		frozendict hyper-connections pope-pytorch torch-einops-utils
 	$(BIN)/python -m pip install --quiet -e '.[dev,all]'  # all: every extra (wandb, tensorboard, optuna, slurm) the tests use
 # Open-Unmix for benchmarks/peer.py and separate_speed.py, without its declared torchaudio (see pyproject's peer extra).
 	$(BIN)/python -m pip install --quiet --no-deps openunmix==1.3.0 'tqdm>=4'

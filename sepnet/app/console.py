@@ -44,6 +44,10 @@ def export() -> None:
     launch("export")
 
 
+def import_weights() -> None:
+    launch("import_weights")
+
+
 def check_data() -> None:
     launch("check_data")
 

@@ -31,6 +31,8 @@ Optional capabilities, declared members with defaults (callers never probe with 
   chunks in one batch and everything else one chunk at a time
   (:meth:`SeparationModel.recurrent_sequence`, :meth:`SeparationModel.masks_from_sequence`);
   a model without it is run one chunk at a time, so separation memory follows one chunk.
+- ``state_from_reference``: a classmethod mapping a reference implementation's state dict onto
+  the model's names (the RoFormers: ``bs-roformer``'s), for ``python -m sepnet.import_weights``.
 - ``auxiliary_heads``: names of extra per-frame outputs (``("beats",)`` for the rhythm head),
   returned by :meth:`SeparationModel.forward_with_heads` beside the masks. The training
   module that weights their losses (``module=multitask``) checks the model has them.
@@ -42,7 +44,7 @@ budget) as ``model.<key>=<value>`` overrides, so no test or budget knows a model
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -100,6 +102,14 @@ class SeparationModel(nn.Module):
         A rhythm head's output is beat logits (batch, frames). The default has no heads.
         """
         return self(x), {}
+
+    @classmethod
+    def state_from_reference(cls, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Another implementation's state dict of this architecture -> this class's tensor names
+        (``python -m sepnet.import_weights``). The default knows none: ``NotImplementedError``;
+        ``ValueError`` names what a known format holds that this class cannot.
+        """
+        raise NotImplementedError(f"{cls.__name__} imports no other implementation's weights")
 
     def recurrent_sequence(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Inputs ``(b_i, C, F, T)`` with equal T -> the recurrent stage's output ``(sum b_i, T, features)``.
