@@ -38,7 +38,8 @@ def test_group_option_composes_and_instantiates(tiny_run, tmp_path, group, optio
     else:
         instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     build_loggers(cfg)
-    masks = module.separator.model(torch.zeros(1, 2, cfg.frontend.n_bins, 5))
+    model = module.separator.model
+    masks = model(torch.zeros(1, model.input_channels, cfg.frontend.n_bins, 5))
     assert masks.shape[:2] == (1, len(cfg.model.target_stems))
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_config
-from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from sepnet.app.configs import group_options
+from sepnet.registry import MODEL, build
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 NAMES = group_options("experiment")
@@ -36,7 +37,7 @@ def test_the_documented_runs_are_all_there():
 def test_experiment_composes_and_builds_its_model(name, tmp_path):
     cfg = compose_config("train", [f"experiment={name}"], tmp_path)
     assert cfg.run_name == name
-    model = instantiate(cfg.model)
+    model = build(MODEL, OmegaConf.to_container(cfg.model, resolve=True), "model")  # as training builds it
     text = (EXPERIMENTS / f"{name}.yaml").read_text()
     if "override /model: large" in text:
         assert (model.bottleneck.lstm.hidden_size, model.bottleneck.lstm.num_layers) == (512, 4)

@@ -39,6 +39,7 @@ from sepnet.evaluate import run_evaluation
 from sepnet.evaluation.lineage import collect_lineage
 from sepnet.inference.overlap_add import OverlapAdd, build_runner, nonfinite_stem
 from sepnet.inference.separator import Separator
+from sepnet.models import SeparationModel
 from sepnet.registry import MODEL, RefusedConfig, build
 from sepnet.separate import Job, run_separation, separate_file
 
@@ -167,12 +168,12 @@ def test_stem_names_that_repeat_or_are_not_file_names_are_refused(tmp_path, stem
     one_line(exc, f"checkpoint '{path}' was refused: ", said)
 
 
-class ConstantMasks(nn.Module):
+class ConstantMasks(SeparationModel):
     """A stand-in model outside the registry (no stem checks): the same mask for every stem; ``value`` may be NaN."""
 
     def __init__(self, target_stems, value=0.5):
         super().__init__()
-        self.target_stems = list(target_stems)
+        self.target_stems, self.n_bins, self.audio_channels = list(target_stems), 512, 2
         self.value = value
 
     def forward(self, x):
