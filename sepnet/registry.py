@@ -186,6 +186,24 @@ def _plain(value: Any, key: str) -> None:
         raise RefusedConfig(key, f"is {shown(value)} (a {type(value).__name__}); arguments are numbers, strings, booleans, null or lists of those")
 
 
+def is_plain(value: Any, special_keys: bool = True) -> bool:
+    """Plain data, safe to copy from a checkpoint into a config: numbers, booleans, None, strings without an
+    interpolation, lists and string-keyed dicts of those; with ``special_keys=False`` no ``_name_`` key
+    (``_target_`` and its kind: what Hydra would instantiate)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    if isinstance(value, str):
+        return "${" not in value
+    if isinstance(value, list):
+        return all(is_plain(v, special_keys) for v in value)
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and (special_keys or not (k.startswith("_") and k.endswith("_"))) and is_plain(v, special_keys)
+            for k, v in value.items()
+        )
+    return False
+
+
 def _fits(hint: Any, value: Any) -> bool:
     """Whether plain ``value`` is of type ``hint`` (a constructor annotation)."""
     if hint is Any or hint is inspect.Parameter.empty:

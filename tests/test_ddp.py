@@ -63,7 +63,7 @@ def test_ddp_cpu_run_reduces_metrics_over_ranks_and_writes_once(tiny_data_root, 
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr  # two processes really ran
     files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file())
     assert files == [
-        ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml",
+        ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", ".sepnet-run.lock",  # the run owns its folder
         "checkpoints/best.ckpt", "checkpoints/last.ckpt", "config_resolved.yaml", "logs/hparams.yaml", "logs/metrics.csv",
         "summary.json", "train.log",
         "train_ddp_process_1.log",  # Hydra's job log of rank 1 (Lightning relaunches the entry point)

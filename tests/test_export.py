@@ -27,8 +27,10 @@ from sepnet.inference.separator import Separator
 from sepnet.models.contract import SeparationModel
 
 MODEL_OPTIONS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
-CANNOT_EXPORT: dict[str, str] = {}
-"""``option -> format`` of a conf/model option that a format cannot hold (each refused in one line); none today."""
+CANNOT_EXPORT: dict[str, str] = {"mel_roformer": "onnx"}
+"""``option -> format`` of a conf/model option that a format cannot hold (each refused in one line): the
+mel-band RoFormer's overlapping bands (a bin's mask averaged over the bands holding it) trace to an ONNX
+graph whose masks differ from sepnet's; TorchScript holds it."""
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -97,7 +99,8 @@ def test_every_model_exports_and_gives_sepnets_masks_and_estimates(option, fmt, 
             expected = torch.stack(separator.separate_chunks(list(torch.from_numpy(wave)))).numpy()
         np.testing.assert_allclose(model_input, expected_input.numpy(), atol=TOLERANCE, rtol=0)  # the JSON suffices
         masks = run_file(path, fmt, model_input)
-        assert masks.shape == expected_masks.shape == (batch, len(spec["stems"]), 2, spec["n_bins"], stft.shape[-1])
+        parts = (2,) if spec["mask_kind"] == "complex" else ()  # complex masks: real and imaginary parts last
+        assert masks.shape == expected_masks.shape == (batch, len(spec["stems"]), 2, spec["n_bins"], stft.shape[-1], *parts)
         np.testing.assert_allclose(masks, expected_masks, atol=TOLERANCE, rtol=0)
         # The estimates: masks x the mixture's STFT -> iSTFT, outside the file.
         estimates = separator.apply_masks(torch.from_numpy(masks), torch.from_numpy(stft).to(spec_torch.dtype), samples)

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sepnet.checkpoints.checkpoint import CHECKPOINT_KEY, read_checkpoint, rebuild
 from sepnet.checkpoints.compat import MISSING, differences, registered_class, select
 from sepnet.errors import SepnetError
-from sepnet.registry import shown
+from sepnet.registry import is_plain, shown
 
 log = logging.getLogger(__name__)
 
@@ -246,16 +246,8 @@ def resumed_config(cfg: DictConfig, point: ResumePoint, given: list[str] | None)
 
 
 def _plain(value) -> bool:
-    """Plain data: numbers, strings without interpolations, lists and dicts of those, no Hydra ``_target_``-like keys."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return True
-    if isinstance(value, str):
-        return "${" not in value
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and not (k.startswith("_") and k.endswith("_")) and _plain(v) for k, v in value.items())
-    return False
+    """:func:`sepnet.registry.is_plain` with no ``_name_`` keys."""
+    return is_plain(value, special_keys=False)
 
 
 def _take(cfg: DictConfig, key: str, checked, point: ResumePoint, found, whole=None) -> None:

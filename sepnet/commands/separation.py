@@ -123,6 +123,12 @@ def find_jobs(input_path: Path) -> list[Job]:
             f"input folder '{input_path}' holds no audio files and no track folders with a mixture file; "
             f"pass a file or a folder of them"
         )
+    check_distinct_folders(jobs)
+    return jobs
+
+
+def check_distinct_folders(jobs: list[Job]) -> None:
+    """One line unless every job writes its own track folder (two inputs named alike would overwrite each other)."""
     seen: dict[Path, Path] = {}
     for job in jobs:
         if job.folder in seen:
@@ -130,7 +136,6 @@ def find_jobs(input_path: Path) -> list[Job]:
                 f"'{seen[job.folder]}' and '{job.audio}' would both be written to '{job.folder}'; rename one of them"
             )
         seen[job.folder] = job.audio
-    return jobs
 
 
 # -- streaming separation of one file ---------------------------------------------------
@@ -560,13 +565,7 @@ def run_separation(cfg: DictConfig) -> list[Path]:
             "(go on, list the bad files at the end)"
         )
     jobs = [job for path in inputs for job in find_jobs(Path(path).expanduser())]
-    seen: dict[Path, Path] = {}
-    for job in jobs:
-        if job.folder in seen:
-            raise SepnetError(
-                f"'{seen[job.folder]}' and '{job.audio}' would both be written to '{job.folder}'; rename one of them"
-            )
-        seen[job.folder] = job.audio
+    check_distinct_folders(jobs)
     loaded = [checkpoint.load(path) for path in ckpts]
     runners = [build_runner(one.separator, knobs, "separate") for one in loaded]
     _check_ensemble(runners, ckpts)

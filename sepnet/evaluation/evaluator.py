@@ -41,6 +41,7 @@ from sepnet.evaluation.rhythm import beat_threshold, has_rhythm_head, score_trac
 from sepnet.evaluation.scoring import FULL_METRICS, TRACK_METRICS, aggregate, mean_over_stems, optimal_gain, score_track
 from sepnet.inference.overlap_add import OverlapAdd, build_runner, nonfinite_stem
 from sepnet.models.masks import check_stem_names
+from sepnet.registry import is_plain
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +87,8 @@ DATA_PATH_KEYS = ("train_dir", "val_dir", "test_dir")
 
 
 def _plain(value) -> bool:
-    """A value safe to copy from a checkpoint into the config that is instantiated: numbers, booleans, None,
-    strings without OmegaConf interpolation, and lists and dicts of them."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return True
-    if isinstance(value, str):
-        return "${" not in value
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    return False
+    """:func:`sepnet.registry.is_plain`."""
+    return is_plain(value)
 
 
 def bind_data(cfg: DictConfig, loaded: checkpoint.LoadedCheckpoint, given: list[str] | None) -> list[str]:
