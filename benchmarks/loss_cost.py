@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=3.0)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=len(ROWS), help="the first N rows only")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every row, e.g. model.complex_masks=true")
     args = parser.parse_args()
     speed = Path(__file__).with_name("train_speed.py")
@@ -41,7 +42,7 @@ def main() -> None:
           f"overrides: {' '.join(args.overrides) or '(none)'}")
     print(f"{'loss':<38}{'s/step':>8}{'loss share':>12}")
     base = None
-    for name, overrides in ROWS.items():
+    for name, overrides in list(ROWS.items())[: args.rows]:
         command = [sys.executable, str(speed), "--one", args.model, "--batch-size", str(args.batch_size),
                    "--chunk-seconds", str(args.chunk_seconds), "--steps", str(args.steps), "--warmup", str(args.warmup),
                    *overrides, *args.overrides]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -53,12 +54,17 @@ def tiny_data_root(tmp_path_factory) -> Path:
 
 def tiny_size(overrides: tuple[str, ...] | list[str] = (), config_name: str = "train") -> list[str]:
     """The ``model.<key>=<value>`` overrides of the tiny size of the model ``overrides`` pick (its YAML's ``_sizes_.tiny``)."""
+    return list(_tiny_size(tuple(overrides), config_name))
+
+
+@functools.cache
+def _tiny_size(overrides: tuple[str, ...], config_name: str) -> tuple[str, ...]:
     from sepnet.registry import size_overrides
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         model = compose(config_name=config_name, overrides=list(overrides)).model
-    return size_overrides(model, "tiny")
+    return tuple(size_overrides(model, "tiny"))
 
 
 def tiny_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
