@@ -45,9 +45,10 @@ train: $(INSTALLED)
 reproduce: $(INSTALLED)
 	$(BIN)/python -m sepnet.reproduce $(ARGS)
 
-# Lint first (a second), then the whole suite.
+# Lint first (a second), then the whole suite in two worker processes, one test file at a time each
+# (pytest-xdist: 7.7 minutes on 2 idle cores instead of 11; many tests wait on subprocess start-up).
 test: $(INSTALLED) system-deps lint
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
