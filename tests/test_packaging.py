@@ -35,6 +35,7 @@ CORE = "dependencies"
 USED_WITHOUT_IMPORT = {
     "musdb": "data=musdb reads the musdb package's setup file (found with importlib.util.find_spec, never imported)",
     "ruff": "the linter, run as a program by make lint",
+    "pytest-xdist": "a pytest plugin: make test runs the suite with -n 2 (pytest loads it, nothing imports it)",
     "tqdm": "openunmix's own dependency, declared by the peer extra because openunmix is installed --no-deps",
 }
 INSTALLED_APART = {
