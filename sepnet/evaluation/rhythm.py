@@ -23,14 +23,11 @@ import torch
 
 from sepnet.data.beats import activation_beat_times, beat_f_measure
 from sepnet.inference.overlap_add import OverlapAdd, crossfade_window
+from sepnet.models.contract import BEATS
 from sepnet.numbers import is_real
 
 DEFAULT_BEAT_THRESHOLD = 0.5
 """Peak threshold when the checkpoint's config has no ``module.beat_threshold``."""
-
-
-BEATS = "beats"
-"""The auxiliary head (:mod:`sepnet.models.contract`) scored here: beat logits (batch, frames)."""
 
 
 def has_rhythm_head(runner: OverlapAdd) -> bool:

@@ -56,6 +56,10 @@ INPUT_KINDS = ("log_magnitude", "complex")
 MASK_KINDS = ("real", "complex")
 """What a model can return (see the module docstring)."""
 
+BEATS = "beats"
+"""The rhythm head's name among ``auxiliary_heads``: beat logits (batch, frames); ``module=multitask``
+trains it and ``evaluate`` scores it."""
+
 
 class SeparationModel(nn.Module):
     """Base class of every separation model: spectrogram in, masks for ``target_stems`` out.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sepnet.models.contract import BEATS
 from sepnet.models.crnn import CRNN, extend_signature
 from sepnet.registry import register_model
 
@@ -73,7 +74,7 @@ class MultiTaskUNetCRNN(UNetCRNN):
         (others as :class:`UNetCRNN`; ``inspect.signature`` lists them all)
     """
 
-    auxiliary_heads = ("beats",)
+    auxiliary_heads = (BEATS,)
 
     @extend_signature(UNetCRNN.__init__)
     def __init__(self, *args, head_size: int, head_dropout: float, **kwargs):
@@ -83,4 +84,4 @@ class MultiTaskUNetCRNN(UNetCRNN):
     def forward_with_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(B, C, F, T) -> (masks (B, stems, C, F, T), {"beats": beat logits (B, T)})."""
         masks, sequence = self.forward_features(x)
-        return masks, {"beats": self.rhythm_head(sequence)}
+        return masks, {BEATS: self.rhythm_head(sequence)}

@@ -24,10 +24,8 @@ from torch.nn import functional as F
 
 from sepnet.data.beats import activation_beat_times, beat_activation_target, beat_f_measure, positions_to_times
 from sepnet.errors import SepnetError
+from sepnet.models.contract import BEATS
 from sepnet.training.module import SeparationModule
-
-BEATS = "beats"
-"""The auxiliary head (:mod:`sepnet.models.contract`) this module trains: beat logits (batch, frames)."""
 
 
 class MultiTaskSeparationModule(SeparationModule):
