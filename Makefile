@@ -19,8 +19,11 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps bs-roformer==1.2.4 einops rotary-embedding-torch beartype einx \
 		frozendict hyper-connections pope-pytorch torch-einops-utils
 	$(BIN)/python -m pip install --quiet -e '.[dev,all]'  # all: every extra (wandb, tensorboard, optuna, slurm) the tests use
-# Open-Unmix for benchmarks/peer.py and separate_speed.py, without its declared torchaudio (see pyproject's peer extra).
+# Open-Unmix for benchmarks/peer.py and separate_speed.py, and HTDemucs for peer.py --sample-rate 44100, without their
+# declared torchaudio (see pyproject's peer extra); demucs' own imports by name (dora-search's without its launcher tree).
 	$(BIN)/python -m pip install --quiet --no-deps openunmix==1.3.0 'tqdm>=4'
+	$(BIN)/python -m pip install --quiet --no-deps demucs==4.0.1 julius==0.2.8 dora-search==0.1.13 treetable==0.2.6 \
+		retrying==1.4.2
 	touch $@
 
 # ffmpeg/ffprobe: museval imports musdb -> stempeg, which refuses to import without them.

@@ -1,6 +1,7 @@
-"""Open-Unmix beside sepnet's recipes: the same budget, data and seed, scored the same way, in one run.
+"""Open-Unmix (and at full band HTDemucs) beside sepnet's recipes: the same budget, data and seed, scored the same way, in one run.
 
     python benchmarks/peer.py                               # peer + every run of peer.yaml (~65 min on 2 cores)
+    python benchmarks/peer.py --sample-rate 44100           # full band: peer_fullband.yaml, Open-Unmix + HTDemucs
     python benchmarks/peer.py --runs open-unmix large       # some rows only
     python benchmarks/peer.py --steps 20 --batch 4          # another budget (chunk: --chunk-seconds)
     python benchmarks/peer.py --data /path/to/musdb18hq     # any MUSDB18-HQ-layout folder (default: the embedded set)
@@ -16,8 +17,22 @@ Rows:
   with Open-Unmix's augmentation (``peer.data`` in peer.yaml: every source from a random track,
   gain 0.25-1.25, channel swap), so the audio is read exactly as the sepnet rows read it. One
   optimiser step is one batch, on which each of the four models takes its step.
-- one row per sepnet recipe (``runs`` in peer.yaml: Hydra overrides of ``python -m sepnet.train``),
+  At ``--sample-rate 44100`` (peer_fullband.yaml) it uses its own full-band STFT, n_fft 4096 and
+  hop 1024 (``peer.n_fft``/``peer.hop_length``; else sepnet's front end's), for training and separation.
+- ``htdemucs`` (configs with an ``htdemucs`` section: peer_fullband.yaml): ``demucs.htdemucs.HTDemucs``
+  with the package's defaults (26.9M parameters) and its recipe (demucs' ``conf/config.yaml``: Adam lr
+  3e-4, L1 on waveforms, fp32), training length = the budget's chunk, on sepnet's batches with
+  demucs-like augmentation (``htdemucs.data``). Its CPU step is several times slower than the others',
+  so it gets equal wall-clock, not equal steps: it trains for as long as the row
+  ``htdemucs.wall_clock_of`` trained in the same run (or ``--htdemucs-seconds``), and always runs last.
+  It is separated by demucs' own ``apply_model`` (segments of its training length, overlap 0.25, no
+  random shifts); it has no Wiener column (its estimates are waveforms).
+- one row per sepnet recipe (``runs`` in the config: Hydra overrides of ``python -m sepnet.train``),
   trained by sepnet's own ``run_training`` at the same budget.
+
+``--sample-rate`` picks the config (22050: peer.yaml; 44100: peer_fullband.yaml, whose ``common``
+puts every row, peers included, on ``frontend=fullband``, so the embedded set is rendered and every
+track scored at 44.1 kHz) and the README markers ``--write`` fills.
 
 Every row runs in a fresh process (so timings and memory are its own) with the same seed and the
 same OpenMP wait policy. Scoring is the same code for all rows: each test track is separated whole
@@ -54,10 +69,15 @@ sys.path.insert(0, str(HERE))
 from same_budget import overrides as yaml_overrides
 from same_budget import write_readme
 
-CONFIG = HERE / "peer.yaml"
 README = HERE / "README.md"
-START, END = "<!-- peer:start -->", "<!-- peer:end -->"
-PEER = "open-unmix"
+CONFIGS = {
+    22050: (HERE / "peer.yaml", ("<!-- peer:start -->", "<!-- peer:end -->")),
+    44100: (HERE / "peer_fullband.yaml", ("<!-- peer-fullband:start -->", "<!-- peer-fullband:end -->")),
+}
+"""--sample-rate -> (config, the README markers its table goes between)."""
+PEER, HTDEMUCS = "open-unmix", "htdemucs"
+PEERS = {PEER: "peer", HTDEMUCS: "htdemucs"}
+"""Peer rows -> the config section that describes them (a config without the section has no such row)."""
 
 
 # -- the child process: one row --------------------------------------------------------------
@@ -93,20 +113,26 @@ def inference_knobs(wiener_iters: int):
     return knobs
 
 
-def score_test(separator, datamodule) -> dict:
-    """``{"plain"|"wiener": {stem: SDR, "mean": SDR}, "tracks": n}`` on the test split: BSSEval v4,
-    median over frames and tracks; ``wiener`` with one multichannel Wiener iteration."""
-    from sepnet.evaluation.scoring import aggregate, mean_over_stems, score_track
+def sepnet_runners(separator) -> dict:
+    """``{"plain": runner, "wiener": runner}``: sepnet's overlap-add runner around ``separator``, without
+    and with one multichannel Wiener iteration."""
     from sepnet.inference.overlap_add import build_runner
+
+    return {key: build_runner(separator, inference_knobs(iterations), "eval") for key, iterations in (("plain", 0), ("wiener", 1))}
+
+
+def score_test(runners: dict, stems: list[str], datamodule) -> dict:
+    """``{"plain"|"wiener": {stem: SDR, "mean": SDR} | None, "tracks": n}`` on the test split: each runner
+    (``separate((channels, samples)) -> (stems, channels, samples)``) scored by BSSEval v4, median over
+    frames and tracks; ``wiener`` is None for a row without a Wiener runner (HTDemucs: a waveform model)."""
+    from sepnet.evaluation.scoring import aggregate, mean_over_stems, score_track
 
     datamodule.prepare_data()
     tracks = [datamodule.read_track(f) for f in datamodule.source.tracks("test", datamodule.stems)]
     tracks = [t for t in tracks if t is not None]
-    stems = list(separator.target_stems)
     index = [datamodule.stems.index(s) for s in stems]
-    result: dict = {"tracks": len(tracks)}
-    for key, iterations in (("plain", 0), ("wiener", 1)):
-        runner = build_runner(separator, inference_knobs(iterations), "eval")
+    result: dict = {"tracks": len(tracks), "wiener": None}
+    for key, runner in runners.items():
         per_track = []
         for track in tracks:
             audio = track.audio
@@ -150,7 +176,7 @@ def train_sepnet(spec: dict) -> dict:
         "params": sum(p.numel() for p in loaded.separator.model.parameters()),
         "steps": timer.batches,
         "train_seconds": timer.end - timer.start,
-        "scores": score_test(loaded.separator, instantiate(cfg.data)),
+        "scores": score_test(sepnet_runners(loaded.separator), list(loaded.separator.target_stems), instantiate(cfg.data)),
     }
 
 
@@ -176,7 +202,7 @@ def scaler_statistics(encoder, tracks) -> tuple:
     return mean, np.maximum(scale, 1e-4 * np.max(scale))
 
 
-def peer_separator(models: dict, frontend_cfg):
+def peer_separator(models: dict, sample_rate: int, n_fft: int, hop_length: int):
     """A sepnet :class:`~sepnet.inference.separator.Separator` around Open-Unmix's target models, for sepnet's
     overlap-add runner, Wiener filter and scoring: model input is the linear magnitude of sepnet's centred
     STFT with all ``n_fft // 2 + 1`` bins, and each model's magnitude estimate becomes the ratio mask
@@ -188,8 +214,6 @@ def peer_separator(models: dict, frontend_cfg):
     from sepnet.dsp.frontend import SpectralFrontEnd
     from sepnet.inference.separator import Separator
     from sepnet.models import SeparationModel
-
-    n_fft = int(frontend_cfg.n_fft)
 
     class MagnitudeFrontEnd(SpectralFrontEnd):
         def forward(self, waveform, kind="log_magnitude"):
@@ -209,7 +233,7 @@ def peer_separator(models: dict, frontend_cfg):
             estimates = torch.stack([m(magnitude) for m in self.targets.values()], 1)
             return estimates / magnitude[:, None].clamp_min(torch.finfo(magnitude.dtype).tiny)
 
-    front_end = MagnitudeFrontEnd(int(frontend_cfg.sample_rate), n_fft, int(frontend_cfg.hop_length), n_fft // 2 + 1)
+    front_end = MagnitudeFrontEnd(sample_rate, n_fft, hop_length, n_fft // 2 + 1)
     return Separator(front_end, OpenUnmixMasks())
 
 
@@ -226,7 +250,9 @@ def train_peer(spec: dict) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    rate, n_fft, hop = datamodule.sample_rate, int(cfg.frontend.n_fft), int(cfg.frontend.hop_length)
+    # Its own STFT where the config gives one (at 44.1 kHz: n_fft 4096, hop 1024), else sepnet's front end's.
+    rate = datamodule.sample_rate
+    n_fft, hop = int(settings.get("n_fft") or cfg.frontend.n_fft), int(settings.get("hop_length") or cfg.frontend.hop_length)
     stft, _ = umx.transforms.make_filterbanks(n_fft=n_fft, n_hop=hop, sample_rate=rate)  # center=False, as train.py
     encoder = torch.nn.Sequential(stft, umx.model.ComplexNorm(mono=False))
     mean, std = scaler_statistics(encoder, datamodule.tracks["train"])
@@ -257,12 +283,72 @@ def train_peer(spec: dict) -> dict:
             optimizers[stem].step()
         steps += 1
     train_seconds = time.perf_counter() - start
-    separator = peer_separator(models, cfg.frontend)
+    separator = peer_separator(models, rate, n_fft, hop)
     return {
         "params": sum(p.numel() for p in separator.model.parameters()),
         "steps": steps,
         "train_seconds": train_seconds,
-        "scores": score_test(separator, datamodule),
+        "scores": score_test(sepnet_runners(separator), targets, datamodule),
+    }
+
+
+class DemucsRunner:
+    """demucs' own chunked inference (``apply_model``: overlapping segments of the training length,
+    overlap 0.25, no random shifts) with sepnet's runner interface."""
+
+    def __init__(self, model, apply_model):
+        self.model, self.apply_model = model.eval(), apply_model
+
+    def separate(self, mixture):
+        """(channels, samples) -> (stems, channels, samples)."""
+        import numpy as np
+        import torch
+
+        with torch.no_grad():
+            mix = torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32))[None]
+            return self.apply_model(self.model, mix, shifts=0, split=True, overlap=0.25)[0].numpy()
+
+
+def train_htdemucs(spec: dict) -> dict:
+    """Train HTDemucs with its own recipe (demucs' conf/config.yaml: the model's defaults, Adam lr 3e-4,
+    L1 on the waveforms, fp32) on sepnet's batches, for ``spec["seconds"]`` of training loop."""
+    import torch
+    from demucs_peer import htdemucs
+    from hydra.utils import instantiate
+
+    HTDemucs, apply_model = htdemucs()
+    settings, budget = spec["htdemucs"], spec["budget"]
+    cfg = compose_train(spec["overrides"], Path(spec["out"]))
+    torch.manual_seed(budget["seed"])
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    targets = list(datamodule.target_stems)
+    index = [datamodule.stems.index(stem) for stem in targets]
+    # segment: the training length, which its transformer's positions and apply_model's chunks follow
+    model = HTDemucs(sources=targets, audio_channels=2, samplerate=datamodule.sample_rate, segment=budget["chunk_seconds"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], betas=(0.9, 0.999))
+    model.train()
+    steps, epoch = 0, 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < spec["seconds"]:
+        loader = datamodule.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            optimizer.zero_grad()
+            loss = torch.nn.functional.l1_loss(model(batch["mixture"]), batch["stems"][:, index])
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            if time.perf_counter() - start >= spec["seconds"]:
+                break
+        epoch += 1
+    train_seconds = time.perf_counter() - start
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps": steps,
+        "train_seconds": train_seconds,
+        "scores": score_test({"plain": DemucsRunner(model, apply_model)}, targets, datamodule),
     }
 
 
@@ -280,8 +366,8 @@ def row_overrides(config: dict, args: argparse.Namespace, name: str, extra: list
     same = [f"seed={budget['seed']}", f"data.batch_size={budget['batch']}", f"data.chunk_seconds={budget['chunk_seconds']}",
             f"data.examples_per_epoch={budget['steps'] * budget['batch']}"]
     common = yaml_overrides(config.get("common") or [])
-    if name == PEER:
-        return [*data, *common, *yaml_overrides(config["peer"].get("data") or []), *extra, *same]
+    if name in PEERS:  # a peer reads sepnet's data with its own augmentation and trains with its own loop
+        return [*data, *common, *yaml_overrides(config[PEERS[name]].get("data") or []), *extra, *same]
     steps = ["trainer.max_epochs=1", f"trainer.max_steps={budget['steps']}"]
     return [*data, *common, *yaml_overrides(config["runs"][name]), *extra, *same, *steps]
 
@@ -305,32 +391,34 @@ def run_row(name: str, spec: dict, out: Path) -> dict:
     row.update(name=name, seconds=seconds)
     (out / "result.json").write_text(json.dumps(row, indent=2))
     s = row["scores"]
-    print(f"[{name}] SDR {s['plain']['mean']:.2f} dB, with Wiener {s['wiener']['mean']:.2f} dB; "
+    wiener = f", with Wiener {s['wiener']['mean']:.2f} dB" if s["wiener"] else ""
+    print(f"[{name}] SDR {s['plain']['mean']:.2f} dB{wiener}; {row['steps']} steps, "
           f"{row['steps'] * spec['budget']['batch'] / row['train_seconds']:.2f} examples/s; {seconds / 60:.1f} min", flush=True)
     return row
 
 
-def table(rows: list[dict], budget: dict, data: str) -> str:
+def table(rows: list[dict], budget: dict, data: str, sample_rate: int) -> str:
     stems = [k for k in rows[0]["scores"]["plain"] if k != "mean"]
     examples = budget["steps"] * budget["batch"]
     lines = [
         (
-            f"Budget (every row): {budget['steps']} optimiser steps x batch {budget['batch']} x "
-            f"{budget['chunk_seconds']:g} s stereo chunks at 22.05 kHz ({examples} examples), seed {budget['seed']}; "
-            f"data: {data}. SDR: BSSEval v4 (sepnet.evaluation.bsseval), median over 1 s frames, median over the "
-            f"{rows[0]['scores']['tracks']} test tracks, dB; `+W`: one multichannel Wiener iteration "
-            "(sepnet.dsp.wiener) on both sides."
+            f"Budget (every row but htdemucs): {budget['steps']} optimiser steps x batch {budget['batch']} x "
+            f"{budget['chunk_seconds']:g} s stereo chunks at {sample_rate / 1000:g} kHz ({examples} examples), seed "
+            f"{budget['seed']}; data: {data}. SDR: BSSEval v4 (sepnet.evaluation.bsseval) at {sample_rate / 1000:g} kHz, "
+            f"median over 1 s frames, median over the {rows[0]['scores']['tracks']} test tracks, dB; `+W`: one "
+            "multichannel Wiener iteration (sepnet.dsp.wiener) on both sides."
         ),
         "",
         "| run | params | " + " | ".join(stems) + " | mean | " + " | ".join(f"{s} +W" for s in stems)
-        + " | mean +W | train s | examples/s | minutes |",
-        "|---|" + "---:|" * (2 * len(stems) + 6),
+        + " | mean +W | steps | train s | examples/s | minutes |",
+        "|---|" + "---:|" * (2 * len(stems) + 7),
     ]
     for r in rows:
         plain, wiener = r["scores"]["plain"], r["scores"]["wiener"]
-        cells = [f"{plain[s]:.2f}" for s in [*stems, "mean"]] + [f"{wiener[s]:.2f}" for s in [*stems, "mean"]]
+        cells = [f"{plain[s]:.2f}" for s in [*stems, "mean"]]
+        cells += [f"{wiener[s]:.2f}" for s in [*stems, "mean"]] if wiener else ["-"] * (len(stems) + 1)
         lines.append(
-            f"| {r['name']} | {r['params'] / 1e6:.2f}M | " + " | ".join(cells)
+            f"| {r['name']} | {r['params'] / 1e6:.2f}M | " + " | ".join(cells) + f" | {r['steps']}"
             + f" | {r['train_seconds']:.1f} | {r['steps'] * budget['batch'] / r['train_seconds']:.2f} | {r['seconds'] / 60:.1f} |"
         )
     return "\n".join(lines)
@@ -338,51 +426,75 @@ def table(rows: list[dict], budget: dict, data: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=CONFIG)
-    parser.add_argument("--runs", nargs="+", help=f"rows: {PEER} and/or names from the config's runs (default: all)")
+    parser.add_argument("--sample-rate", type=int, choices=sorted(CONFIGS), default=22050,
+                        help="22050: peer.yaml (sepnet's default front end); 44100: peer_fullband.yaml (full band, "
+                        "Open-Unmix at its own STFT, HTDemucs at equal wall-clock)")
+    parser.add_argument("--config", type=Path, help="a config of one's own (default: the --sample-rate's)")
+    parser.add_argument("--runs", nargs="+", help=f"rows: {', '.join(PEERS)} and/or names from the config's runs (default: all)")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the config's budget)")
     parser.add_argument("--batch", type=int, help="batch size")
     parser.add_argument("--chunk-seconds", type=float, help="seconds per training example")
     parser.add_argument("--seed", type=int, help="seed of every row")
     parser.add_argument("--data", type=Path, help="a MUSDB18-HQ-layout folder (default: the embedded dataset)")
     parser.add_argument("--peer-hidden", type=int, help="Open-Unmix's hidden size (default: the config's, 512)")
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "peer")
+    parser.add_argument("--htdemucs-seconds", type=float,
+                        help="HTDemucs's training seconds (default: the train seconds of the config's htdemucs.wall_clock_of row)")
+    parser.add_argument("--out", type=Path, help="where each row's run and result.json go (default: outputs/peer[_44100])")
     parser.add_argument("--write", action="store_true", help="also write the table into benchmarks/README.md")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every row, e.g. data.source.duration=4.0")
     parser.add_argument("--row", type=Path, help=argparse.SUPPRESS)  # internal: run one row's spec
     args = parser.parse_args()
     if args.row:
         spec = json.loads(args.row.read_text())
-        result = train_peer(spec) if spec["name"] == PEER else train_sepnet(spec)
-        print(json.dumps(result))
+        train = {PEER: train_peer, HTDEMUCS: train_htdemucs}.get(spec["name"], train_sepnet)
+        print(json.dumps(train(spec)))
         return
 
     from sepnet.app.wait_policy import choose_wait_policy
 
     choose_wait_policy()  # once, here: every row's process inherits the same OpenMP wait policy
-    config = yaml.safe_load(args.config.read_text())
+    config_file, markers = CONFIGS[args.sample_rate]
+    config = yaml.safe_load((args.config or config_file).read_text())
+    sample_rate = config.get("sample_rate", 22050)
+    if sample_rate != args.sample_rate and args.config is None:
+        raise SystemExit(f"{config_file} is written for {sample_rate} Hz, not --sample-rate {args.sample_rate}")
+    out = args.out or ROOT / "outputs" / ("peer" if sample_rate == 22050 else f"peer_{sample_rate}")
     budget = config["budget"]
     for key, value in (("steps", args.steps), ("batch", args.batch), ("chunk_seconds", args.chunk_seconds), ("seed", args.seed)):
         if value is not None:
             budget[key] = value
     if args.peer_hidden is not None:
         config["peer"]["hidden_size"] = args.peer_hidden
-    names = args.runs or [PEER, *config["runs"]]
-    unknown = [n for n in names if n != PEER and n not in config["runs"]]
+    available = [name for name in PEERS if PEERS[name] in config] + list(config["runs"])
+    names = args.runs or available
+    unknown = [n for n in names if n not in available]
     if unknown:
-        raise SystemExit(f"unknown run(s) {', '.join(unknown)}; choose from {PEER}, {', '.join(config['runs'])}")
+        raise SystemExit(f"unknown run(s) {', '.join(unknown)}; choose from {', '.join(available)}")
+    if HTDEMUCS in names:  # last: its budget is another row's wall-clock time
+        names = [n for n in names if n != HTDEMUCS] + [HTDEMUCS]
+        paced_by = config[PEERS[HTDEMUCS]]["wall_clock_of"]
+        if args.htdemucs_seconds is None and paced_by not in names:
+            raise SystemExit(f"htdemucs trains for {paced_by}'s wall-clock time: add {paced_by} to --runs, "
+                             "or give --htdemucs-seconds")
     rows = []
     for name in names:
         spec = {"name": name, "overrides": row_overrides(config, args, name, args.overrides), "budget": budget,
-                "peer": config["peer"], "out": str(args.out / re.sub(r"[^A-Za-z0-9_.-]", "_", name))}
+                "peer": config.get("peer"), "htdemucs": config.get(PEERS[HTDEMUCS]),
+                "out": str(out / re.sub(r"[^A-Za-z0-9_.-]", "_", name))}
+        if name == HTDEMUCS:
+            spec["seconds"] = args.htdemucs_seconds or next(r["train_seconds"] for r in rows if r["name"] == paced_by)
         rows.append(run_row(name, spec, Path(spec["out"])))
-        if rows[-1]["steps"] != budget["steps"]:
+        if name != HTDEMUCS and rows[-1]["steps"] != budget["steps"]:
             raise SystemExit(f"[{name}] took {rows[-1]['steps']} optimiser steps, not the budget's {budget['steps']}")
-    text = table(rows, budget, str(args.data) if args.data else "the embedded dataset (conf/data/synthetic.yaml)")
+    text = table(rows, budget, str(args.data) if args.data else "the embedded dataset (conf/data/synthetic.yaml)", sample_rate)
+    if HTDEMUCS in names:
+        pace = f"{args.htdemucs_seconds:g} s" if args.htdemucs_seconds else f"{paced_by}'s training time (equal wall-clock)"
+        text += (f"\n\nhtdemucs trained for {pace}, not for the budget's steps: its step is several times slower on a "
+                 "CPU; its output is a waveform, so it has no `+W` column.")
     print(text)
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (timings are this machine's, now)")
     if args.write:
-        write_readme(text, START, END)
+        write_readme(text, *markers)
         print(f"table written to {README}")
 
 

@@ -193,13 +193,45 @@ def test_peer_tabulates_open_unmix_and_each_sepnet_run_with_finite_numbers(tiny_
     assert sorted(rows) == ["crnn", "open-unmix"], out
     for name, line in rows.items():
         cells = [c.strip() for c in line.strip().strip("|").split("|")][1:]
-        assert len(cells) == 14 and cells[0].endswith("M"), line  # params, 2 x (4 stems + mean), train s, examples/s, minutes
+        # params, 2 x (4 stems + mean), steps, train s, examples/s, minutes
+        assert len(cells) == 15 and cells[0].endswith("M"), line
         numbers = [float(c.rstrip("M")) for c in cells]
         assert all(math.isfinite(x) for x in numbers), line
-        assert numbers[0] > 0 and numbers[-3] > 0 and numbers[-2] > 0, line
+        assert numbers[0] > 0 and numbers[-4] == 2 and numbers[-3] > 0 and numbers[-2] > 0, line
     for name in ("open-unmix", "crnn"):  # each row's result is kept beside its run
         result = json.loads((tmp_path / "out" / name / "result.json").read_text())
         assert result["steps"] == 2 and result["scores"]["tracks"] == 2
+
+
+@pytest.mark.slow
+def test_the_full_band_peer_runs_open_unmix_at_its_stft_and_htdemucs_at_equal_wall_clock(tmp_path):
+    """peer.py --sample-rate 44100 at toy size: data at 44.1 kHz, Open-Unmix at n_fft 4096, the full-band recipe,
+    then HTDemucs (the demucs package's own model) trained for the recipe's training time and scored without +W."""
+    import math
+
+    config = yaml.safe_load((BENCHMARKS / "peer_fullband.yaml").read_text())
+    assert config["sample_rate"] == 44100 and config["peer"]["n_fft"] == 4096 and config["peer"]["hop_length"] == 1024
+    recipe = config["htdemucs"]["wall_clock_of"]
+    config["runs"] = {recipe: [*config["runs"][recipe], "model.features=8", "model.hidden_size=8"]}
+    (tmp_path / "peer.yaml").write_text(yaml.safe_dump(config))
+    out = run_benchmark(
+        "peer.py", "--sample-rate", "44100", "--config", str(tmp_path / "peer.yaml"), "--out", str(tmp_path / "out"),
+        "--runs", "htdemucs", recipe, "open-unmix",  # htdemucs runs last whatever the order: it waits for the recipe's time
+        "--steps", "2", "--batch", "2", "--chunk-seconds", "1.0", "--peer-hidden", "16",
+        f"data.source.root={tmp_path / 'data'}", *TINY_SOURCE, "data.val_chunk_seconds=2.0", "data.stats_chunks=4",
+    )
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| run")]
+    assert [row.split("|")[1].strip() for row in rows] == [recipe, "open-unmix", "htdemucs"], out
+    assert "at 44.1 kHz" in out and f"htdemucs trained for {recipe}'s training time" in out
+    results = {name: json.loads((tmp_path / "out" / name / "result.json").read_text()) for name in (recipe, "open-unmix", "htdemucs")}
+    assert results["open-unmix"]["params"] > 4 * 2049 * 16  # its model estimates all 2049 bins of its 4096-point STFT
+    demucs = results["htdemucs"]
+    assert demucs["steps"] >= 1 and demucs["train_seconds"] >= results[recipe]["train_seconds"]
+    assert demucs["scores"]["wiener"] is None and math.isfinite(demucs["scores"]["plain"]["mean"])
+    assert rows[-1].count(" - ") == 5  # no +W cells for a waveform model
+    import soundfile
+
+    assert {soundfile.info(f).samplerate for f in (tmp_path / "data").rglob("*.wav")} == {44100}  # rendered at full band
 
 
 def test_loss_cost_prints_each_loss_with_its_share_of_a_step():

@@ -41,6 +41,8 @@ USED_WITHOUT_IMPORT = {
 INSTALLED_APART = {
     "openunmix": "benchmarks only; make install puts it in with pip install --no-deps: its declared torchaudio "
     "requirement pins another torch and would replace the CPU wheel",
+    "demucs": "benchmarks/peer.py --sample-rate 44100 only (HTDemucs); make install puts it in with pip install "
+    "--no-deps, with julius, dora-search, treetable and retrying: it declares torchaudio too",
 }
 """Distributions benchmarks/ and tests/ may import that no group can declare; the Makefile installs each."""
 """Declared distributions nothing imports, and why each is declared all the same. An extra that

@@ -250,7 +250,9 @@ class BandSplitRNN(SeparationModel):
         """(batch, channels, bins, frames) normalised log-magnitude -> masks (batch, stems, channels, bins, frames)."""
         check_model_input(self, x)
         if self.stem is not None:
-            x = torch.cat([x, self.stem(x)], dim=1)  # (B, C + conv_channels, F, T)
+            # channels-last: oneDNN's convolutions run about twice as fast so (forward and backward, fp32 and bf16)
+            maps = self.stem(x.contiguous(memory_format=torch.channels_last)).contiguous()
+            x = torch.cat([x, maps], dim=1)  # (B, C + conv_channels, F, T)
         group_bins = x.split([group.bands * group.width for group in self.groups], dim=2)
         z = torch.cat([group.embed(bins) for group, bins in zip(self.groups, group_bins)], dim=1)  # (B, K, T, N)
         for block in self.blocks:
