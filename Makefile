@@ -37,10 +37,10 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "sepnet needs$$missing: install it (e.g. sudo apt-get install$$missing)"; exit 1; fi
 
-# The main job is sepnet's recipe (experiments/sepnet_band_split.yaml); ARGS add overrides to it.
-# RECIPE=experiment=sepnet_recipe trains the lean U-Net recipe instead (make train's before 2026-12-02, session 7).
-# RECIPE= trains conf/train.yaml's defaults instead: the research log's standard CRNN.
-RECIPE ?= experiment=sepnet_band_split
+# The main job is sepnet's recipe at full band, 44.1 kHz (experiments/sepnet_fullband.yaml); ARGS add overrides to it.
+# RECIPE=experiment=sepnet_band_split trains it at the log's 22.05 kHz (make train's from 2026-12-02 to 2026-12-06);
+# RECIPE=experiment=sepnet_recipe the lean U-Net recipe (before that); RECIPE= conf/train.yaml's defaults: the log's CRNN.
+RECIPE ?= experiment=sepnet_fullband
 train: $(INSTALLED)
 	$(BIN)/python -m sepnet.train $(RECIPE) $(ARGS)
 
