@@ -123,11 +123,43 @@ def test_mel_bands_overlap_and_cover_every_bin():
     assert cut(torch.randn(1, 4, 100, 5)).shape == (1, 2, 2, 100, 5, 2)
 
 
+@pytest.mark.parametrize("variant", ["bs", "mel"])
+def test_mask_bound_limits_every_mask_and_keeps_its_phase(variant):
+    """mask_bound=b: |mask| <= b in every bin, the unbounded model's phase, nearly its value where |mask| << b."""
+    from sepnet.models.masks import soft_bound_complex
+
+    build = {"bs": sepnet_bs, "mel": sepnet_mel}[variant]
+    free, bounded = build(), build()
+    randomise(free, seed=1)
+    for mlp in free.mask_estimators:  # masks far above 1, as an untrained or diverging model may give
+        for band in mlp:
+            band[-2].weight.data *= 30
+    bounded.mask_bound = 2.0
+    bounded.load_state_dict(free.state_dict())
+    x = torch.randn(2, 4, BINS, 9)
+    with torch.no_grad():
+        unbounded, limited = free(x), bounded(x)
+    magnitude, limited_magnitude = unbounded.norm(dim=-1), limited.norm(dim=-1)
+    assert magnitude.max() > 10 and limited_magnitude.max() <= 2.0 + 1e-5
+    some = magnitude > 1e-3  # the phase of the masks that have one
+    assert torch.allclose((limited / limited_magnitude[..., None])[some], (unbounded / magnitude[..., None])[some], atol=1e-4)
+    small = magnitude < 0.2  # b tanh(r / b) = r (1 - r^2 / 3b^2 ...): within 0.4% below r = 0.2
+    assert torch.allclose(limited_magnitude[small], magnitude[small], rtol=5e-3)
+    zero = torch.zeros(3, 2, requires_grad=True)  # a zero mask has a gradient, not a NaN
+    soft_bound_complex(zero, 1.0).sum().backward()
+    assert torch.isfinite(zero.grad).all()
+    with pytest.raises(ValueError, match="mask_bound must be a positive number"):
+        BSRoFormer(STEMS, BINS, 2, band_widths=list(BS_BANDS), mask_bound=0.0, **TINY)
+
+
 @pytest.mark.parametrize("option", ["bs_roformer", "mel_roformer"])
 def test_roformers_train_end_to_end_under_bf16_autocast(tiny_run, option):
     from sepnet.train import run_training
 
-    cfg = tiny_run(f"model={option}", "loss=mrstft", "logger=none", "trainer.precision=bf16-mixed", "trainer.max_epochs=1")
+    # bs_roformer with its masks bounded (the option), mel_roformer unbounded (the papers')
+    bound = ["model.mask_bound=2.0"] if option == "bs_roformer" else []
+    cfg = tiny_run(f"model={option}", "loss=mrstft", "logger=none", "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
+                   *bound)
     _, summary = run_training(cfg)
     assert math.isfinite(summary["best_val_sdr"])
 

@@ -18,7 +18,8 @@ attention has per-head output gates (``attention_gates``) and, in BS-RoFormer, l
 mix their values with the first layer's (``value_residual``, the reference's hard-wired
 default); BS-RoFormer normalises once after the last layer, Mel-RoFormer after every
 transformer. The papers' models have neither gates nor value residuals: both are options.
-Masks are not bounded (a GLU's output), as in the papers and the reference.
+Masks are not bounded (a GLU's output), as in the papers and the reference, unless ``mask_bound`` is set
+(magnitudes soft-limited to it, phases kept: :func:`sepnet.models.masks.soft_bound_complex`).
 
 einops axes in the comments: b batch, t frames, k bands, f bins, s audio channels, c re/im, d features.
 """
@@ -36,6 +37,7 @@ from rotary_embedding_torch import RotaryEmbedding
 from torch import nn
 
 from sepnet.models.contract import SeparationModel, check_model_input
+from sepnet.models.masks import soft_bound_complex
 from sepnet.registry import register_model
 
 # -- bands ------------------------------------------------------------------------------------------
@@ -233,6 +235,9 @@ class RoFormer(SeparationModel):
         attention_gates: per-head sigmoid gates on the attention output (the reference's; not in the papers).
         value_residual: layers after the first mix their values with the first layer's (the BS
             reference's, hard-wired there; not in the papers).
+        mask_bound: None (the papers' and the reference's: unbounded masks; published weights expect
+            it), or a positive number: every mask's magnitude soft-limited to it, ``b tanh(|m| / b)``,
+            its phase kept, so no bin of a stem can be more than ``b`` times the mixture's.
     """
 
     input_kind = "complex"
@@ -258,8 +263,12 @@ class RoFormer(SeparationModel):
         dropout: float,
         attention_gates: bool,
         value_residual: bool,
+        mask_bound: float | None = None,
     ) -> None:
         self.target_stems = list(target_stems)
+        if mask_bound is not None and not mask_bound > 0:
+            raise ValueError(f"mask_bound must be a positive number or null (unbounded), got {mask_bound}")
+        self.mask_bound = mask_bound
         self.n_bins, self.audio_channels = n_bins, audio_channels
         if min(dim, depth, time_depth, band_depth, heads, dim_head, ff_mult, mlp_expansion) < 1 or mask_estimator_depth < 1:
             raise ValueError("dim, depth, time_depth, band_depth, heads, dim_head, ff_mult, mlp_expansion and "
@@ -325,6 +334,8 @@ class RoFormer(SeparationModel):
         if self.overlapping:  # a bin in several bands: the mean of their masks
             summed = masks.new_zeros(*masks.shape[:3], bins, *masks.shape[4:], dtype=torch.float32)
             masks = summed.index_add_(3, self.bin_order, masks.float()) / self.bands_per_bin[:, None, None]
+        if self.mask_bound is not None:
+            masks = soft_bound_complex(masks, self.mask_bound)
         return rearrange(masks, "b n t f s c -> b n s f t c")
 
     @classmethod
@@ -370,13 +381,14 @@ class BSRoFormer(RoFormer):
         dropout: float = 0.0,
         attention_gates: bool = True,
         value_residual: bool = False,
+        mask_bound: float | None = None,
     ):
         super().__init__()
         widths = bands_in_bins(n_bins, band_widths, band_widths_hz, band_counts, sample_rate, n_fft)
         starts = [sum(widths[:i]) for i in range(len(widths))]
         self._build(target_stems, n_bins, audio_channels, [range(s, s + w) for s, w in zip(starts, widths)], dim,
                     depth, time_depth, band_depth, heads, dim_head, ff_mult, mask_estimator_depth, mlp_expansion,
-                    dropout, attention_gates, value_residual)
+                    dropout, attention_gates, value_residual, mask_bound)
 
 
 @register_model
@@ -411,6 +423,7 @@ class MelRoFormer(RoFormer):
         dropout: float = 0.0,
         attention_gates: bool = True,
         value_residual: bool = False,
+        mask_bound: float | None = None,
     ):
         super().__init__()
         if value_residual:
@@ -418,7 +431,7 @@ class MelRoFormer(RoFormer):
         holds = mel_band_bins(n_bins, num_bands, sample_rate, n_fft)
         self._build(target_stems, n_bins, audio_channels, [row.nonzero()[:, 0].tolist() for row in holds], dim,
                     depth, time_depth, band_depth, heads, dim_head, ff_mult, mask_estimator_depth, mlp_expansion,
-                    dropout, attention_gates, False)
+                    dropout, attention_gates, False, mask_bound)
 
 
 # -- the reference's weights ----------------------------------------------------------------------
