@@ -2,20 +2,19 @@
 
 ``demucs`` declares torchaudio (and dora-search's whole tree), but ``demucs.htdemucs`` and
 ``demucs.apply`` (the model and its own chunked inference) never call torchaudio: the same
-empty stand-in module as :mod:`umx` goes into ``sys.modules["torchaudio"]`` first. Installed with
+empty stand-in module as :mod:`umx` puts into ``sys.modules["torchaudio"]`` (through :func:`umx.openunmix`) first. Installed with
 ``pip install --no-deps demucs==4.0.1 julius dora-search treetable retrying`` plus Open-Unmix
 (``make install`` does it): its declared requirements would otherwise replace the CPU torch wheel.
 """
 
 from __future__ import annotations
 
-import sys
-import types
+from umx import openunmix
 
 
 def htdemucs():
     """``(HTDemucs, apply_model)``: the Hybrid Transformer Demucs class and demucs' overlap-add inference."""
-    sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
+    openunmix()  # demucs imports openunmix.filtering; this also puts the torchaudio stand-in in place
     try:
         from demucs.apply import apply_model
         from demucs.htdemucs import HTDemucs

@@ -237,19 +237,28 @@ def peer_separator(models: dict, sample_rate: int, n_fft: int, hop_length: int):
     return Separator(front_end, OpenUnmixMasks())
 
 
-def train_peer(spec: dict) -> dict:
-    """Train Open-Unmix, one model per target, with its own recipe on sepnet's batches (module docstring)."""
+def peer_data(spec: dict):
+    """``(cfg, datamodule)`` for a peer row: its composed train config (its augmentation) and sepnet's data
+    module set up for training, after seeding torch with the budget's seed."""
     import torch
     from hydra.utils import instantiate
-    from umx import openunmix
 
-    umx = openunmix()
-    settings, budget = spec["peer"], spec["budget"]
     cfg = compose_train(spec["overrides"], Path(spec["out"]))
-    torch.manual_seed(budget["seed"])
+    torch.manual_seed(spec["budget"]["seed"])
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    return cfg, datamodule
+
+
+def train_peer(spec: dict) -> dict:
+    """Train Open-Unmix, one model per target, with its own recipe on sepnet's batches (module docstring)."""
+    import torch
+    from umx import openunmix
+
+    umx = openunmix()
+    settings = spec["peer"]
+    cfg, datamodule = peer_data(spec)
     # Its own STFT where the config gives one (at 44.1 kHz: n_fft 4096, hop 1024), else sepnet's front end's.
     rate = datamodule.sample_rate
     n_fft, hop = int(settings.get("n_fft") or cfg.frontend.n_fft), int(settings.get("hop_length") or cfg.frontend.hop_length)
@@ -314,15 +323,10 @@ def train_htdemucs(spec: dict) -> dict:
     L1 on the waveforms, fp32) on sepnet's batches, for ``spec["seconds"]`` of training loop."""
     import torch
     from demucs_peer import htdemucs
-    from hydra.utils import instantiate
 
     HTDemucs, apply_model = htdemucs()
     settings, budget = spec["htdemucs"], spec["budget"]
-    cfg = compose_train(spec["overrides"], Path(spec["out"]))
-    torch.manual_seed(budget["seed"])
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    _, datamodule = peer_data(spec)
     targets = list(datamodule.target_stems)
     index = [datamodule.stems.index(stem) for stem in targets]
     # segment: the training length, which its transformer's positions and apply_model's chunks follow
