@@ -80,6 +80,12 @@ def activate_masks(logits: torch.Tensor, mask_activation: str, n_targets: int) -
     return masks
 
 
+def check_mask_bound(bound: float | None) -> None:
+    """A model's ``mask_bound``: None (unbounded) or a positive number; one line otherwise."""
+    if bound is not None and not bound > 0:
+        raise ValueError(f"mask_bound must be a positive number or null (unbounded), got {bound}")
+
+
 def soft_bound_complex(masks: torch.Tensor, bound: float) -> torch.Tensor:
     """Complex masks (..., 2) -> the same phases with magnitudes ``r`` soft-limited to ``bound * tanh(r / bound)``.
 
@@ -87,8 +93,7 @@ def soft_bound_complex(masks: torch.Tensor, bound: float) -> torch.Tensor:
     becomes 2. In float32 (under bf16 autocast the tanh near saturation would round), with a tiny floor
     under the magnitude so a zero mask has a gradient.
     """
-    if not bound > 0:
-        raise ValueError(f"a mask bound must be a positive number, got {bound}")
+    check_mask_bound(bound)
     masks = masks.float()
     magnitude = masks.square().sum(dim=-1, keepdim=True).add(1e-12).sqrt()
     return masks * (bound * torch.tanh(magnitude / bound) / magnitude)

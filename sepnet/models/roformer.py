@@ -37,7 +37,7 @@ from rotary_embedding_torch import RotaryEmbedding
 from torch import nn
 
 from sepnet.models.contract import SeparationModel, check_model_input
-from sepnet.models.masks import soft_bound_complex
+from sepnet.models.masks import check_mask_bound, soft_bound_complex
 from sepnet.registry import register_model
 
 # -- bands ------------------------------------------------------------------------------------------
@@ -266,8 +266,7 @@ class RoFormer(SeparationModel):
         mask_bound: float | None = None,
     ) -> None:
         self.target_stems = list(target_stems)
-        if mask_bound is not None and not mask_bound > 0:
-            raise ValueError(f"mask_bound must be a positive number or null (unbounded), got {mask_bound}")
+        check_mask_bound(mask_bound)
         self.mask_bound = mask_bound
         self.n_bins, self.audio_channels = n_bins, audio_channels
         if min(dim, depth, time_depth, band_depth, heads, dim_head, ff_mult, mlp_expansion) < 1 or mask_estimator_depth < 1:
